@@ -1,0 +1,172 @@
+"""The one public entry point: ``explain(model, images, layer, method, target, utility)``."""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from . import maps
+from .game import ChannelGame
+from .methods import METHODS
+from .split import GraphSplit, HookSplit, resolve_layer, spatial_layers, split_model
+from .state import evaluating
+from .utility import get_utility
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What a CAM method says about a batch of images (all tensors detached, on the model's device)."""
+
+    method: str
+    utility: str
+    layer: str
+    alpha: Tensor        # [B, K] channel coefficients (element-wise methods: per-channel sums of their terms)
+    activations: Tensor  # [B, K, h, w] the maps A_k
+    cam: Tensor          # [B, h, w] ReLU(sum_k alpha_k A_k), before upsampling
+    saliency: Tensor     # [B, H, W] bilinear to the input size, min-max per image to [0, 1]
+    target: Tensor       # [B] explained class c
+    score: Tensor        # [B] v(N) = u(F(A))
+    baseline: Tensor     # [B] v(empty) = u(F(0))
+    stderr: Optional[Tensor] = None  # [B, K] standard error of alpha (SHAP-CAM)
+
+    @property
+    def local_accuracy_gap(self) -> Tensor:
+        """``|sum_k alpha_k - (v(N) - v(empty))|``: zero for Shapley values and LIFT-CAM."""
+        return (self.alpha.sum(1) - (self.score - self.baseline)).abs()
+
+
+class Explainer:
+    """A model cut at one layer, ready to explain many batches with any method.
+
+    ``explain`` builds one per call; keep one yourself to pay for tracing once.
+    Extra model inputs (a VQA question) are passed per call as ``extra_inputs`` and held fixed:
+    the model is called as ``model(images, *extra_inputs)``.
+    """
+
+    def __init__(self, model: nn.Module, layer: str | nn.Module, trace: bool = True):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+        self.model = model
+        self.layer, _ = resolve_layer(model, layer)
+        self.split: GraphSplit | HookSplit = split_model(model, self.layer, trace)
+        self._checked = not isinstance(self.split, GraphSplit)
+
+    @property
+    def device(self) -> torch.device:
+        parameter = next(self.model.parameters(), None)
+        return parameter.device if parameter is not None else torch.device("cpu")
+
+    def __call__(self, images: Tensor, method: str = "lift", target: Optional[int | Sequence[int] | Tensor] = None,
+                 utility: str = "logit", batch_size: int = 1024, extra_inputs: tuple = (), **options) -> Explanation:
+        name = method.lower() if isinstance(method, str) else method
+        if name not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
+        _check_options(name, options)
+        utility_fn = get_utility(utility)
+        images, extra_inputs = _check_images(images, extra_inputs, self.device)
+        with evaluating(self.model):
+            cut = self._cut(images, extra_inputs)
+            _check_activations(cut.activations, self.layer, self.model, images, extra_inputs)
+            with torch.no_grad():
+                logits = cut.head(cut.activations)
+            target = _check_target(target, logits)
+            game = ChannelGame(cut, utility_fn, target, images, batch_size)
+            result = METHODS[name](game, **options)
+            alpha, stderr = result if isinstance(result, tuple) else (result, None)
+            if alpha.ndim == 4:
+                cam, alpha = alpha.sum(1).relu(), alpha.sum((2, 3))
+            else:
+                cam = maps.channel_map(alpha, game.activations)
+            return Explanation(
+                method=name, utility=utility.lower(), layer=self.layer, alpha=alpha.detach(),
+                activations=game.activations, cam=cam.detach(), saliency=maps.saliency(cam.detach(), images.shape[-2:]),
+                target=target, score=game.score, baseline=game.baseline,
+                stderr=None if stderr is None else stderr.detach())
+
+    def _cut(self, images: Tensor, extra_inputs: tuple):
+        """Cut the batch; on the first call check the traced head against the model itself."""
+        if not self._checked:
+            try:
+                cut = self.split(images, extra_inputs)
+                with torch.no_grad():
+                    one = torch.zeros(2, dtype=torch.long, device=images.device)
+                    traced = cut.head(cut.activations[one], one)
+                    direct = self.model(images[one], *(extra[one] for extra in extra_inputs))
+                agrees = torch.allclose(traced, direct, rtol=1e-4, atol=1e-5)
+            except Exception:  # a traced graph that cannot run on new batches: use hooks
+                agrees = False
+            if not agrees:
+                self.split = HookSplit(self.model, self.layer, self.split.model.get_submodule(self.layer))
+            self._checked = True
+        return self.split(images, extra_inputs)
+
+
+def explain(model: nn.Module, images: Tensor, layer: str | nn.Module, method: str = "lift",
+            target: Optional[int | Sequence[int] | Tensor] = None, utility: str = "logit", **options) -> Explanation:
+    """Explain ``model``'s decision on ``images`` ``[B, C, H, W]`` with CAM ``method`` at ``layer``.
+
+    ``target``: None (the predicted class), an int, or B ints. ``utility``: "logit", "softmax" or "rest".
+    Options: ``batch_size`` (coalitions per head call), ``extra_inputs`` (other model inputs, held fixed),
+    ``trace=False`` (use hooks instead of torch.fx), and the method's own (``n_permutations``, ``seed``).
+
+    >>> exp = explain(model, images, "layer4", method="lift")  # doctest: +SKIP
+    >>> exp.saliency.shape, exp.local_accuracy_gap  # doctest: +SKIP
+    """
+    trace = options.pop("trace", True)
+    return Explainer(model, layer, trace)(images, method, target, utility, **options)
+
+
+def _check_options(name: str, options: dict) -> None:
+    """Reject options the method does not take, listing the ones it does."""
+    accepted = list(inspect.signature(METHODS[name]).parameters)[1:]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise TypeError(f"method {name!r} takes no option {unknown}; its options: {accepted or 'none'}")
+
+
+def _check_images(images: Tensor, extra_inputs: tuple, device: torch.device) -> tuple[Tensor, tuple]:
+    """Images must be a finite float batch ``[B, C, H, W]``; extra inputs must match its batch size."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images must be a torch.Tensor [B, C, H, W], not {type(images).__name__}")
+    if images.ndim != 4:
+        hint = " (add a batch dimension: images[None])" if images.ndim == 3 else ""
+        raise ValueError(f"images must have shape [B, C, H, W]; got {tuple(images.shape)}{hint}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be a float tensor (already preprocessed); got {images.dtype}")
+    if not torch.isfinite(images).all():
+        raise ValueError("images contain NaN or inf; clean or re-normalise them before explaining")
+    extra_inputs = tuple(extra_inputs)
+    for extra in extra_inputs:
+        if not isinstance(extra, Tensor) or extra.shape[:1] != images.shape[:1]:
+            raise ValueError(f"each extra input must be a tensor with the images' batch size {len(images)}")
+    return images.detach().clone().to(device), tuple(extra.to(device) for extra in extra_inputs)
+
+
+def _check_activations(activations: Tensor, layer: str, model: nn.Module, images: Tensor, extra: tuple) -> None:
+    """CAM needs a spatial map ``[B, K, h, w]`` at the layer."""
+    if not isinstance(activations, Tensor) or activations.ndim != 4:
+        shape = tuple(activations.shape) if isinstance(activations, Tensor) else type(activations).__name__
+        candidates = [name for name, _ in spatial_layers(model, images, extra)][-5:]
+        raise ValueError(f"layer {layer!r} outputs {shape}, but CAM needs a spatial map [B, K, h, w]; "
+                         f"layers with spatial output include {candidates}")
+
+
+def _check_target(target: Optional[int | Sequence[int] | Tensor], logits: Tensor) -> Tensor:
+    """``[B]`` class indices: the predicted class by default; checked against the number of classes."""
+    batch, classes = logits.shape[0], logits.shape[-1]
+    if logits.ndim != 2:
+        raise ValueError(f"the model must return logits [B, classes]; got shape {tuple(logits.shape)}")
+    if target is None:
+        return logits.argmax(1)
+    target = torch.as_tensor(target, device=logits.device)
+    if target.is_floating_point() or target.is_complex():
+        raise TypeError(f"target must be integer class indices, got {target.dtype}")
+    target = target.long().reshape(-1).expand(batch) if target.numel() == 1 else target.long().reshape(-1)
+    if target.numel() != batch:
+        raise ValueError(f"target must be None, one int, or {batch} ints (one per image); got {target.numel()}")
+    if (target < 0).any() or (target >= classes).any():
+        raise ValueError(f"target {target.tolist()} out of range: the model has {classes} classes (0..{classes - 1})")
+    return target.clone()

@@ -1,0 +1,78 @@
+"""Subgraphs of a torch.fx graph: the one operation both cuts (body/head, prefix/tail) are made of."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from torch import fx
+
+
+def downstream(node: fx.Node) -> set[fx.Node]:
+    """Every node whose value depends on ``node`` (``node`` itself excluded)."""
+    seen: set[fx.Node] = set()
+    stack = list(node.users)
+    while stack:
+        current = stack.pop()
+        if current not in seen:
+            seen.add(current)
+            stack.extend(current.users)
+    return seen
+
+
+def upstream(outputs: Iterable[fx.Node], stop: Iterable[fx.Node] = ()) -> set[fx.Node]:
+    """Every node needed to compute ``outputs``, not looking past the nodes in ``stop``."""
+    stop = set(stop)
+    seen: set[fx.Node] = set()
+    stack = list(outputs)
+    while stack:
+        current = stack.pop()
+        if current not in seen:
+            seen.add(current)
+            if current not in stop:
+                stack.extend(current.all_input_nodes)
+    return seen
+
+
+def crossing(graph: fx.Graph, at: fx.Node, output: fx.Node) -> list[fx.Node]:
+    """Values computed before ``at`` that are used after it: the skip connections over a cut.
+
+    Parameters read with ``get_attr`` are not values of the input, so they are never skips.
+    """
+    after = downstream(at)
+    needed = upstream([output])
+    return [n for n in graph.nodes
+            if n in needed and n not in after and n is not at and n.op != "get_attr"
+            and any(user in after for user in n.users)]
+
+
+def subgraph(graph: fx.Graph, inputs: list[fx.Node], outputs: list[fx.Node], bare: bool = True) -> fx.Graph:
+    """A new graph that takes ``inputs`` as placeholders and returns ``outputs``.
+
+    It returns a tuple, or the one output itself when ``bare`` and there is exactly one.
+    """
+    new = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
+    for node in inputs:
+        env[node] = new.node_copy(node) if node.op == "placeholder" else new.placeholder(node.name)
+    needed = upstream(outputs, stop=inputs)
+    for node in graph.nodes:
+        if node in needed and node not in env:
+            if node.op == "placeholder":
+                raise ValueError(f"the cut needs input {node.name!r}, which it was not given")
+            env[node] = new.node_copy(node, env.__getitem__)
+    new.output(env[outputs[0]] if bare and len(outputs) == 1 else tuple(env[o] for o in outputs))
+    new.lint()
+    return new
+
+
+def placeholders(graph: fx.Graph) -> list[fx.Node]:
+    """The graph's inputs, in the order of ``forward``'s arguments."""
+    return [n for n in graph.nodes if n.op == "placeholder"]
+
+
+def output_value(graph: fx.Graph) -> fx.Node:
+    """The node the graph returns; a network explained by CAM returns one logits tensor."""
+    (output,) = [n for n in graph.nodes if n.op == "output"]
+    value = output.args[0]
+    if not isinstance(value, fx.Node):
+        raise TypeError("the model returns a structure, not one logits tensor")
+    return value

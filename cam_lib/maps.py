@@ -1,0 +1,26 @@
+"""From coefficients to pictures: the CAM map, bilinear upsampling and min-max normalisation."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def channel_map(alpha: Tensor, activations: Tensor) -> Tensor:
+    """``L = ReLU(sum_k alpha_k A_k)``: ``[B, K]`` and ``[B, K, h, w]`` give ``[B, h, w]``."""
+    return torch.einsum("bk,bkhw->bhw", alpha, activations).relu()
+
+
+def minmax(maps: Tensor) -> Tensor:
+    """Per-map min-max normalisation to [0, 1] over the last two dims; a constant map becomes zeros."""
+    flat = maps.flatten(-2)
+    low, high = flat.amin(-1, keepdim=True), flat.amax(-1, keepdim=True)
+    span = high - low
+    scaled = (flat - low) / torch.where(span > 0, span, torch.ones_like(span))
+    return torch.where(span > 0, scaled, torch.zeros_like(flat)).view_as(maps)
+
+
+def saliency(cam: Tensor, size: tuple[int, int]) -> Tensor:
+    """``s(up(L))``: bilinear upsampling of ``[B, h, w]`` maps to ``size``, then min-max per map."""
+    upsampled = F.interpolate(cam[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    return minmax(upsampled)
