@@ -106,7 +106,7 @@ class ChannelGame:
             masks = (rank[:, None, :] < steps[None, :, None]).flatten(0, 1)
             values = self._values(image, masks.to(self.activations)).view(count, players + 1)
         else:
-            z0, terms = self._additive
+            z0, terms, _ = self._additive
             running = terms[image][orderings].cumsum(1)
             prefix = torch.cat([torch.zeros_like(running[:, :1]), running], 1) + z0[image]
             values = self._tail_values(image, prefix.flatten(0, 1)).view(count, players + 1)
@@ -117,24 +117,23 @@ class ChannelGame:
         """``v(S)`` of one image for a chunk of coalitions ``[n, K]``."""
         with torch.no_grad():
             if self._additive is not None:
-                z0, terms = self._additive
+                z0, terms, _ = self._additive
                 return self._tail_values(image, z0[image] + masks @ terms[image])
             rows = torch.full((len(masks),), image, device=masks.device)
             return self.value(self.activations[image] * masks[:, :, None, None], rows)
 
     @cached_property
-    def _additive(self) -> tuple[Tensor, Tensor] | None:
-        """``(z(empty), t)`` when the head is additive; projected on the target logit when u is too."""
+    def _additive(self) -> tuple[Tensor, Tensor, torch.Size] | None:
+        """``(z(empty), t, shape of z)`` when the head is additive; only the target logit when ``u`` is too."""
         additive = self.cut.additive
         if additive is None:
             return None
         with torch.no_grad():
             z0, terms = additive.terms(self.activations)
-        self._z_shape = z0.shape[1:]
         if additive.is_output and is_linear(self.utility):
-            index = self.target[:, None, None]
-            return z0.flatten(1).gather(1, self.target[:, None]), terms.gather(2, index.expand(-1, terms.shape[1], 1))
-        return z0.flatten(1), terms
+            index = self.target[:, None, None].expand(-1, terms.shape[1], 1)
+            return z0.gather(1, self.target[:, None]), terms.gather(2, index), z0.shape[1:]
+        return z0.flatten(1), terms, z0.shape[1:]
 
     def _tail_values(self, image: int, z: Tensor) -> Tensor:
         """``u`` of the head's tail applied to pre-activations ``z`` ``[n, D]`` of one image."""
@@ -142,6 +141,6 @@ class ChannelGame:
             if self.cut.additive.is_output and is_linear(self.utility):
                 return z[:, 0]
             rows = torch.full((len(z),), image, device=z.device)
-            logits = self.cut.additive.logits(z, self.cut.tail_skips(rows), self._z_shape)
+            logits = self.cut.additive.logits(z, self.cut.tail_skips(rows), self._additive[2])
             return self.utility(logits, self.target[rows])
 
