@@ -73,7 +73,7 @@ class Explainer:
             with torch.no_grad():
                 logits = cut.head(cut.activations)
             target = _check_target(target, logits)
-            game = ChannelGame(cut, utility_fn, target, images, batch_size)
+            game = ChannelGame(cut, utility_fn, target, images, batch_size, logits)
             result = METHODS[name](game, **options)
             alpha, stderr = result if isinstance(result, tuple) else (result, None)
             if alpha.ndim == 4:

@@ -18,10 +18,13 @@ from .utility import Utility, is_linear
 class ChannelGame:
     """The game of one batch of images, with everything a CAM method may ask of it."""
 
-    def __init__(self, cut: Cut, utility: Utility, target: Tensor, images: Tensor, batch_size: int = 1024):
+    def __init__(self, cut: Cut, utility: Utility, target: Tensor, images: Tensor, batch_size: int = 1024,
+                 logits: Tensor | None = None):
         self.cut, self.utility, self.target, self.images = cut, utility, target, images
         self.batch_size = batch_size
         self.activations = cut.activations.detach()
+        if logits is not None:  # F(A) is already known: v(N) costs nothing
+            self.score = utility(logits, target)
 
     @property
     def num_players(self) -> int:
