@@ -1,4 +1,6 @@
 """Shapley CAMs: Class Activation Mapping read as Shapley-value explanation of the channel game."""
+import importlib
+
 from .explain import Explainer, Explanation, explain
 from .game import ChannelGame
 from .methods import METHODS, register
@@ -8,3 +10,12 @@ from .utility import UTILITIES
 
 __all__ = ["explain", "Explainer", "Explanation", "ChannelGame", "METHODS", "register",
            "MAX_EXACT_PLAYERS", "spatial_layers", "split_model", "UTILITIES"]
+
+SUBMODULES = {"data", "metrics", "reproduce", "runtime", "viz", "zoo"}
+
+
+def __getattr__(name: str):
+    """Load the benchmark, metrics and figure modules on first use (``import cam_lib`` stays light)."""
+    if name in SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'cam_lib' has no attribute {name!r}")

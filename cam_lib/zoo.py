@@ -1,0 +1,279 @@
+"""The models the book explains, trained by this project, and a loader for torchvision classifiers.
+
+- ``shapes-vgg``: conv blocks, then max-pool and three fully connected layers (a *nonlinear* head,
+  where LIFT-CAM only approximates the Shapley values).
+- ``shapes-resnet``: residual blocks, global average pooling and one linear layer (a *linear* head,
+  where LIFT-CAM is exact).
+- ``vqa-basic``: the LIFT-CAM paper's VQA model at small scale (CNN -> linear -> L2-normalise;
+  embedding -> tanh -> 2-layer LSTM -> states -> tanh -> linear; element-wise product fusion).
+
+Train with ``python -m cam_lib.zoo train NAME`` (seeded, a few minutes on 2 CPU cores); the weights
+and the training log are committed in ``cam_lib/weights/``. ``load(NAME)`` returns the model in eval
+mode with the name of its explained layer and its preprocessing. ``load("torchvision:resnet50")``
+reads pretrained weights from the torch hub cache only, never from the network.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from . import data
+from .runtime import device as default_device
+
+WEIGHTS = Path(__file__).with_name("weights")
+HELD_OUT_SEED = 7  # never used for training data: training sets use seeds 1000 and up
+
+
+def conv_block(inputs: int, outputs: int, stride: int = 1) -> list[nn.Module]:
+    """3x3 convolution, batch norm, ReLU: the unit every model here is built from."""
+    return [nn.Conv2d(inputs, outputs, 3, stride, padding=1, bias=False), nn.BatchNorm2d(outputs), nn.ReLU()]
+
+
+def vgg_features(width: int = 64) -> nn.Sequential:
+    """64x64 -> ``width`` maps of 8x8; the last module (a ReLU, ``features.13``) is the explained layer.
+
+    The first convolution has stride 2: nothing runs at full resolution, so training takes minutes on a CPU.
+    """
+    return nn.Sequential(*conv_block(3, width // 4, stride=2), *conv_block(width // 4, width // 2), nn.MaxPool2d(2),
+                         *conv_block(width // 2, width), nn.MaxPool2d(2), *conv_block(width, width))
+
+
+class ShapesVGG(nn.Module):
+    """VGG-style classifier: features, max-pool, Linear-ReLU-Dropout-Linear-ReLU-Linear."""
+
+    def __init__(self, classes: int = len(data.SHAPE_CLASSES), width: int = 64):
+        super().__init__()
+        self.features = vgg_features(width)
+        self.pool = nn.MaxPool2d(2)
+        self.classifier = nn.Sequential(nn.Linear(width * 16, 128), nn.ReLU(), nn.Dropout(0.3),
+                                        nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, classes))
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(images)), 1))
+
+
+class Residual(nn.Module):
+    """``ReLU(x' + conv(conv(x)))`` with a 1x1 projection ``x'`` when the shape changes."""
+
+    def __init__(self, inputs: int, outputs: int, stride: int = 1):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(inputs, outputs, 3, stride, 1, bias=False), nn.BatchNorm2d(outputs),
+                                  nn.ReLU(), nn.Conv2d(outputs, outputs, 3, 1, 1, bias=False), nn.BatchNorm2d(outputs))
+        self.shortcut = (nn.Identity() if stride == 1 and inputs == outputs else
+                         nn.Sequential(nn.Conv2d(inputs, outputs, 1, stride, bias=False), nn.BatchNorm2d(outputs)))
+        self.relu = nn.ReLU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.relu(self.shortcut(x) + self.body(x))
+
+
+class ShapesResNet(nn.Module):
+    """ResNet-style classifier: stem, three residual stages down to 8x8, global average pooling, one linear layer."""
+
+    def __init__(self, classes: int = len(data.SHAPE_CLASSES), width: int = 64):
+        super().__init__()
+        self.stem = nn.Sequential(*conv_block(3, width // 4, stride=2))
+        self.layer1 = Residual(width // 4, width // 4)
+        self.layer2 = Residual(width // 4, width // 2, stride=2)
+        self.layer3 = Residual(width // 2, width, stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(width, classes)
+
+    def forward(self, images: Tensor) -> Tensor:
+        maps = self.layer3(self.layer2(self.layer1(self.stem(images))))
+        return self.fc(torch.flatten(self.avgpool(maps), 1))
+
+
+class BasicVQA(nn.Module):
+    """The basic VQA model (LIFT-CAM paper, sec. 5) at small scale: ``forward(image, question) -> answer logits``."""
+
+    def __init__(self, answers: int = len(data.ANSWER_VOCABULARY), words: int = len(data.QUESTION_VOCABULARY),
+                 width: int = 64, hidden: int = 128, embedding: int = 64):
+        super().__init__()
+        self.features = vgg_features(width)
+        self.pool = nn.MaxPool2d(2)
+        self.image_fc = nn.Sequential(nn.Linear(width * 16, 256), nn.ReLU(), nn.Linear(256, hidden))
+        self.embed = nn.Embedding(words, embedding, padding_idx=0)
+        self.lstm = nn.LSTM(embedding, hidden // 2, num_layers=2, batch_first=True)
+        self.question_fc = nn.Linear(2 * 2 * (hidden // 2), hidden)
+        self.classifier = nn.Sequential(nn.Tanh(), nn.Dropout(0.2), nn.Linear(hidden, hidden), nn.Tanh(),
+                                        nn.Dropout(0.2), nn.Linear(hidden, answers))
+
+    def forward(self, images: Tensor, questions: Tensor) -> Tensor:
+        picture = self.image_fc(torch.flatten(self.pool(self.features(images)), 1))
+        picture = picture / picture.norm(dim=1, keepdim=True).clamp(min=1e-6)
+        _, (hidden, cell) = self.lstm(torch.tanh(self.embed(questions)))
+        states = torch.cat([hidden, cell], 0).permute(1, 0, 2).flatten(1)  # both layers' h and c
+        return self.classifier(picture * self.question_fc(torch.tanh(states)))
+
+
+@dataclass
+class Spec:
+    """How to build, train and explain one model of the zoo."""
+
+    build: Callable[[], nn.Module]
+    layer: str
+    normalization: data.Normalization
+    classes: tuple[str, ...]
+    epochs: int
+    train_size: int
+    description: str
+
+
+SPECS: dict[str, Spec] = {
+    "shapes-vgg": Spec(ShapesVGG, "features.13", data.SHAPES_NORMALIZATION, data.SHAPE_CLASSES, 10, 8000,
+                       "VGG-style, nonlinear head (max-pool + 3 fully connected layers)"),
+    "shapes-resnet": Spec(ShapesResNet, "layer3", data.SHAPES_NORMALIZATION, data.SHAPE_CLASSES, 10, 8000,
+                          "ResNet-style, linear head (global average pooling + 1 linear layer)"),
+    "vqa-basic": Spec(BasicVQA, "features.13", data.VQA_NORMALIZATION, tuple(data.ANSWER_VOCABULARY.tokens), 12,
+                      10000, "basic VQA: CNN + LSTM, element-wise product fusion"),
+}
+
+TORCHVISION_LAYERS = {"resnet": "layer4", "resnext": "layer4", "wide_resnet": "layer4", "vgg": "features.{last_relu}",
+                      "densenet": "features.norm5", "mobilenet_v2": "features.18", "mobilenet_v3": "features.{last}",
+                      "efficientnet": "features.{last}", "convnext": "features.{last}", "regnet": "trunk_output"}
+
+
+@dataclass
+class Loaded:
+    """A model ready to explain: eval mode, the explained layer's name, the preprocessing and metadata."""
+
+    name: str
+    model: nn.Module
+    layer: str
+    normalization: data.Normalization
+    classes: tuple[str, ...]
+    info: dict = field(default_factory=dict)
+
+
+def load(name: str, device: Optional[torch.device] = None) -> Loaded:
+    """A zoo model with its committed weights, or ``"torchvision:NAME"`` from the torch hub cache."""
+    device = device or default_device()
+    if name.startswith("torchvision:"):
+        return _load_torchvision(name.split(":", 1)[1], device)
+    if name not in SPECS:
+        raise ValueError(f"unknown model {name!r}; choose one of {list(SPECS)} or 'torchvision:<name>'")
+    spec, path = SPECS[name], WEIGHTS / f"{name}.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"no weights at {path}; train them with: python -m cam_lib.zoo train {name}")
+    model = spec.build()
+    model.load_state_dict({k: v.float() for k, v in torch.load(path, map_location="cpu").items()})
+    info = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(".json").exists() else {}
+    return Loaded(name, model.to(device).eval(), spec.layer, spec.normalization, spec.classes, info)
+
+
+def _load_torchvision(name: str, device: torch.device) -> Loaded:
+    """Pretrained torchvision weights, if (and only if) their file is already in the hub cache."""
+    import torchvision
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    checkpoint = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if not checkpoint.exists():
+        raise FileNotFoundError(f"pretrained weights for {name} are not on disk and cam_lib never downloads; "
+                                f"put {Path(weights.url).name} at {checkpoint} (from {weights.url})")
+    model = torchvision.models.get_model(name)
+    model.load_state_dict(torch.load(checkpoint, map_location="cpu"))
+    return Loaded(f"torchvision:{name}", model.to(device).eval(), torchvision_layer(model),
+                  data.IMAGENET_NORMALIZATION, tuple(weights.meta["categories"]), {"weights": str(checkpoint)})
+
+
+def torchvision_layer(model: nn.Module) -> str:
+    """The conventional CAM layer of a torchvision classifier: its last block of spatial maps."""
+    names = [name for name, _ in model.named_modules()]
+    if "layer4" in names:
+        return "layer4"
+    if "features.norm5" in names:
+        return "features.norm5"
+    relus = [name for name, module in model.named_modules() if name.startswith("features.") and isinstance(module, nn.ReLU)]
+    if relus and "classifier" in names and any(isinstance(m, nn.MaxPool2d) for m in model.modules()):
+        return relus[-1]  # VGG: the last ReLU before the final max-pool
+    blocks = [name for name in names if name.count(".") == 1 and name.startswith("features.")]
+    if blocks:
+        return blocks[-1]
+    raise ValueError("no conventional CAM layer found; pass one of cam_lib.spatial_layers(model, images)")
+
+
+def _batches(model_name: str, size: int, seed: int) -> tuple[Tensor, ...]:
+    """Inputs and labels of a generated data set: (images, labels) or (images, questions, answers)."""
+    if model_name == "vqa-basic":
+        scenes = data.make_vqa_scenes(size, seed)
+        return scenes.images, scenes.questions, scenes.answers
+    scenes = data.make_shape_scenes(size, seed)
+    return scenes.images, scenes.labels
+
+
+def accuracy(model: nn.Module, tensors: tuple[Tensor, ...], batch_size: int = 500) -> float:
+    """Fraction of correct predictions (the last tensor holds the labels)."""
+    model.eval()
+    device = next(model.parameters()).device
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(tensors[0]), batch_size):
+            chunk = [t[start:start + batch_size].to(device) for t in tensors]
+            correct += (model(*chunk[:-1]).argmax(1) == chunk[-1]).sum().item()
+    return correct / len(tensors[0])
+
+
+def train(name: str, epochs: Optional[int] = None, out: Path = WEIGHTS, smoke: bool = False, seed: int = 0) -> dict:
+    """Train a zoo model on fresh scenes each epoch; save weights (float16), log (CSV) and summary (JSON)."""
+    spec = SPECS[name]
+    torch.manual_seed(seed)
+    model = spec.build()
+    epochs = 1 if smoke else epochs or spec.epochs
+    size = 256 if smoke else spec.train_size
+    steps_per_epoch = -(-size // 128)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=epochs * steps_per_epoch)
+    held_out = _batches(name, 256 if smoke else 2000, HELD_OUT_SEED)
+    log, start = [], time.time()
+    for epoch in tqdm(range(epochs), desc=f"train {name}"):
+        tensors = _batches(name, size, 1000 + seed * 100 + epoch)  # new scenes every epoch
+        model.train()
+        order, losses = torch.randperm(size), []
+        for batch in order.split(128):
+            *inputs, labels = (t[batch] for t in tensors)
+            loss = F.cross_entropy(model(*inputs), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+        log.append({"epoch": epoch + 1, "loss": sum(losses) / len(losses), "train_accuracy": accuracy(model, tensors),
+                    "held_out_accuracy": accuracy(model, held_out), "seconds": time.time() - start})
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}, out / f"{name}.pt")
+    pd.DataFrame(log).to_csv(out / f"{name}.csv", index=False)
+    summary = {"name": name, "held_out_accuracy": log[-1]["held_out_accuracy"], "held_out_seed": HELD_OUT_SEED,
+               "held_out_size": len(held_out[0]), "epochs": epochs, "train_size_per_epoch": size, "seed": seed,
+               "train_seconds": round(time.time() - start, 1), "layer": spec.layer, "description": spec.description}
+    (out / f"{name}.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """``python -m cam_lib.zoo train NAME [--epochs E] [--smoke]``."""
+    parser = argparse.ArgumentParser(prog="python -m cam_lib.zoo", description="Train the book's models.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    trainer = commands.add_parser("train", help="train a model and save its weights and log")
+    trainer.add_argument("name", choices=list(SPECS))
+    trainer.add_argument("--epochs", type=int)
+    trainer.add_argument("--seed", type=int, default=0)
+    trainer.add_argument("--smoke", action="store_true", help="a few steps into a temporary folder (for CI)")
+    trainer.add_argument("--out", type=Path, default=WEIGHTS)
+    args = parser.parse_args(argv)
+    out = Path(tempfile.mkdtemp()) if args.smoke else args.out
+    print(json.dumps(train(args.name, args.epochs, out, args.smoke, args.seed), indent=2))
+
+
+if __name__ == "__main__":
+    main()

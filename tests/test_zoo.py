@@ -1,0 +1,55 @@
+"""The shipped models: they load, reach their accuracy on fresh scenes, and the trainer still runs."""
+import pytest
+import torch
+
+import cam_lib
+from cam_lib import data, zoo
+
+
+@pytest.mark.parametrize("name, floor", [("shapes-vgg", 0.95), ("shapes-resnet", 0.95)])
+def test_classifiers_reach_their_accuracy_on_fresh_scenes(name, floor):
+    loaded = zoo.load(name, torch.device("cpu"))
+    scenes = data.make_shape_scenes(400, seed=12345)  # a seed never used in training
+    assert zoo.accuracy(loaded.model, (scenes.images, scenes.labels)) >= floor
+    assert not loaded.model.training and loaded.layer in dict(loaded.model.named_modules())
+
+
+def test_vqa_reaches_its_accuracy_on_fresh_scenes():
+    loaded = zoo.load("vqa-basic", torch.device("cpu"))
+    scenes = data.make_vqa_scenes(400, seed=12345)
+    assert zoo.accuracy(loaded.model, (scenes.images, scenes.questions, scenes.answers)) >= 0.85
+
+
+def test_heads_have_the_structure_the_book_relies_on():
+    resnet, vgg = zoo.load("shapes-resnet", torch.device("cpu")), zoo.load("shapes-vgg", torch.device("cpu"))
+    images = data.make_shape_scenes(2, seed=0).images
+    cam_lib.explain(resnet.model, images, resnet.layer, "cam")  # GAP + linear: CAM applies
+    with pytest.raises(ValueError, match="global average pooling"):
+        cam_lib.explain(vgg.model, images, vgg.layer, "cam")  # a nonlinear head
+    assert cam_lib.Explainer(vgg.model, vgg.layer).split.additive is not None
+
+
+def test_training_script_runs(tmp_path):
+    summary = zoo.train("shapes-resnet", out=tmp_path, smoke=True)
+    assert (tmp_path / "shapes-resnet.pt").exists() and (tmp_path / "shapes-resnet.csv").exists()
+    assert 0 <= summary["held_out_accuracy"] <= 1
+
+
+def test_unknown_model_lists_the_names():
+    with pytest.raises(ValueError, match="shapes-vgg"):
+        zoo.load("shapes-alexnet")
+
+
+def test_torchvision_weights_are_never_downloaded(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="never downloads") as error:
+        zoo.load("torchvision:resnet18")
+    assert str(tmp_path / "checkpoints") in str(error.value)
+
+
+def test_torchvision_layers_are_conventional():
+    import torchvision
+    expected = {"resnet18": "layer4", "vgg16": "features.29", "densenet121": "features.norm5",
+                "mobilenet_v2": "features.18", "efficientnet_b0": "features.8"}
+    for name, layer in expected.items():
+        assert zoo.torchvision_layer(torchvision.models.get_model(name, weights=None)) == layer
