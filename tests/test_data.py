@@ -44,7 +44,7 @@ def test_vqa_scenes_answer_their_questions():
             shape = data.VQA_SHAPES.index(words[4])
             assert answer == data.VQA_COLOURS[colours[shapes == shape][0]]
             checked += 1
-        assert scenes.evidence_masks[index].any()
+        assert scenes.evidence_masks[index].any() or answer in ("0", "no")  # nothing there, nothing to show
     assert checked > 50
 
 
