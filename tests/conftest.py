@@ -51,7 +51,7 @@ def chromium_browser() -> Iterator[object]:
     if executable is None:
         pytest.skip("chromium is not on the PATH (Debian: apt-get install -y chromium)")
     sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="playwright is not installed (pip install -r requirements-browser.txt)")
+        "playwright.sync_api", reason="playwright is not installed (pip install -r requirements.txt)")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield browser
@@ -76,7 +76,7 @@ def voila(tmp_path: Path) -> Iterator[Callable[[str | Path], str]]:
     and is printed when the server fails to start.
     """
     if shutil.which("voila") is None and not _importable("voila"):
-        pytest.skip("voila is not installed (pip install -r requirements-browser.txt)")
+        pytest.skip("voila is not installed (pip install -r requirements.txt)")
     servers: list[subprocess.Popen] = []
 
     def serve(notebook: str | Path) -> str:

@@ -1,5 +1,6 @@
 """The synthetic scenes: deterministic, balanced, and their ground truth matches their pixels."""
 import torch
+from torch.utils.data import DataLoader
 
 from cam_lib import data
 
@@ -67,3 +68,87 @@ def test_image_folder_with_boxes(tmp_path):
     sample = data.ImageFolderDataset(tmp_path, size=32, boxes_csv=tmp_path / "boxes.csv")[0]
     assert sample["image"].shape == (3, 32, 32) and sample["label"] == 0
     assert sample["mask"][:16, :16].all() and not sample["mask"][16:, 16:].any()
+
+
+def _reference_answer(words, shapes, colours, columns):
+    """The answer and the evidence objects, worked out in plain Python from the object table."""
+    objects = [(shape, colour, column) for shape, colour, column in zip(shapes, colours, columns) if shape >= 0]
+    shape_of = {name: i for i, name in enumerate(data.VQA_SHAPES)}
+    colour_of = {name: i for i, name in enumerate(data.VQA_COLOURS)}
+    if words[:2] == ["how", "many"]:
+        shape = data._VQA_PLURALS.index(words[2])
+        found = [i for i, o in enumerate(objects) if o[0] == shape]
+        return str(len(found)), found
+    if words[:3] == ["what", "colour", "is"]:
+        (found,) = [i for i, o in enumerate(objects) if o[0] == shape_of[words[4]]]
+        return data.VQA_COLOURS[objects[found][1]], [found]
+    if words[:3] == ["what", "shape", "is"]:
+        (found,) = [i for i, o in enumerate(objects) if o[1] == colour_of[words[4]]]
+        return data.VQA_SHAPES[objects[found][0]], [found]
+    if words[:2] == ["is", "there"]:
+        colour, shape = colour_of[words[3]], shape_of[words[4]]
+        matches = [i for i, o in enumerate(objects) if o[:2] == (shape, colour)]
+        return ("yes", matches) if matches else ("no", None)
+    assert words[:4] == ["what", "is", "left", "of"]
+    (reference,) = [i for i, o in enumerate(objects) if o[0] == shape_of[words[5]]]
+    nearest = max(o[2] for o in objects if o[2] < objects[reference][2])
+    (found,) = [i for i, o in enumerate(objects) if o[2] == nearest]
+    return data.VQA_SHAPES[objects[found][0]], [reference, found]
+
+
+def test_every_question_type_has_the_unique_answer_of_its_scene():
+    scenes = data.make_vqa_scenes(400, seed=5)
+    assert set(scenes.question_types.tolist()) == set(range(len(data.QUESTION_TYPES)))
+    cell = data.IMAGE_SIZE // data._GRID
+    for index in range(400):
+        words = data.QUESTION_VOCABULARY.decode(scenes.questions[index]).split()
+        columns = (scenes.object_centres[index, :, 0] // cell).long().tolist()
+        answer, evidence = _reference_answer(words, scenes.object_shapes[index].tolist(),
+                                             scenes.object_colours[index].tolist(), columns)
+        assert data.ANSWER_VOCABULARY.tokens[scenes.answers[index]] == answer, words
+        if evidence is None:  # "no": the evidence is whatever shares the shape or the colour
+            continue
+        x, y = scenes.object_centres[index].long().unbind(-1)
+        centre_in_evidence = scenes.evidence_masks[index][y, x]
+        present = scenes.object_shapes[index] >= 0
+        expected = torch.zeros_like(present)
+        expected[evidence] = True
+        assert torch.equal(centre_in_evidence[present], expected[present]), words
+
+
+def test_shape_scene_boxes_are_tight_and_ordered():
+    scenes = data.make_shape_scenes(100, seed=6)
+    for index in range(100):
+        for x0, y0, x1, y1 in scenes.boxes[index, :scenes.n_instances[index]].tolist():
+            assert 0 <= x0 < x1 <= data.IMAGE_SIZE and 0 <= y0 < y1 <= data.IMAGE_SIZE
+            mask = scenes.masks[index]
+            assert mask[y0:y1, x0].any() and mask[y0:y1, x1 - 1].any()  # tight: edges touch the object
+            assert mask[y0, x0:x1].any() and mask[y1 - 1, x0:x1].any()
+
+
+def test_normalisation_round_trip_and_denormalised_range():
+    images = data.make_shape_scenes(8, seed=0).images
+    pixels = data.denormalize(images)
+    assert pixels.min() >= 0 and pixels.max() <= 1
+    assert torch.allclose(data.normalize(pixels), images, atol=1e-5)
+
+
+def test_datasets_collate_into_batches():
+    shapes = DataLoader(data.ShapeScenesDataset(12, seed=0), batch_size=4, collate_fn=data.collate_samples)
+    batch = next(iter(shapes))
+    assert batch["image"].shape == (4, 3, 64, 64) and batch["label"].shape == (4,)
+    assert all(b.shape[1] == 4 for b in batch["boxes"]) and batch["mask"][0].dtype == torch.bool
+    vqa = DataLoader(data.VQAScenesDataset(8, seed=0), batch_size=4, collate_fn=data.collate_samples)
+    batch = next(iter(vqa))
+    assert batch["question"].shape == (4, data.QUESTION_LENGTH) and batch["label"].max() < len(data.ANSWER_VOCABULARY)
+
+
+def test_image_folder_without_boxes_has_no_mask(tmp_path):
+    from PIL import Image
+    for name in ("b", "a"):
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (20, 30)).save(tmp_path / name / "x.jpg")
+    dataset = data.ImageFolderDataset(tmp_path, size=16)
+    assert dataset.classes == ["a", "b"] and len(dataset) == 2
+    sample = dataset[1]
+    assert sample["mask"] is None and sample["boxes"].shape == (0, 4) and sample["label"] == 1
