@@ -114,7 +114,9 @@ class BasicVQA(nn.Module):
 
     def forward(self, images: Tensor, questions: Tensor) -> Tensor:
         picture = self.image_fc(torch.flatten(self.pool(self.features(images)), 1))
-        picture = picture / picture.norm(dim=1, keepdim=True).clamp(min=1e-6)
+        # L2-normalised as in the paper, then scaled to unit-size entries: at 1/sqrt(hidden) the
+        # product fusion passes almost no gradient to the image side and the model answers from the question.
+        picture = picture / picture.norm(dim=1, keepdim=True).clamp(min=1e-6) * picture.shape[1] ** 0.5
         _, (hidden, cell) = self.lstm(torch.tanh(self.embed(questions)))
         states = torch.cat([hidden, cell], 0).permute(1, 0, 2).flatten(1)  # both layers' h and c
         return self.classifier(picture * self.question_fc(torch.tanh(states)))

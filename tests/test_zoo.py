@@ -14,6 +14,11 @@ def test_classifiers_reach_their_accuracy_on_fresh_scenes(name, floor):
     assert not loaded.model.training and loaded.layer in dict(loaded.model.named_modules())
 
 
+VQA_TRAINED = (zoo.WEIGHTS / "vqa-basic.pt").exists()
+needs_vqa = pytest.mark.skipif(not VQA_TRAINED, reason="vqa-basic is not trained yet: python -m cam_lib.zoo train vqa-basic")
+
+
+@needs_vqa
 def test_vqa_reaches_its_accuracy_on_fresh_scenes():
     loaded = zoo.load("vqa-basic", torch.device("cpu"))
     scenes = data.make_vqa_scenes(400, seed=12345)

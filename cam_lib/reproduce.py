@@ -1,0 +1,491 @@
+"""``python -m cam_lib reproduce``: the LIFT-CAM and ShapleyCAM papers' tables, rerun on the embedded benchmark.
+
+One piece of work is one (table, model, method, utility); it writes its per-image values, tidy, to
+``OUT/pieces/<table>/<model>/<method>__<utility>.csv`` (columns ``table, model, method, utility, image,
+metric, value``), and a rerun skips the pieces already written. Each explanation is computed once and
+scored for every table that needs it. At the end the runner writes ``summary.csv`` (means with 95 %
+bootstrap intervals; ADCC from the dataset means), ``checks.csv`` (the papers' claims, tested with paired
+bootstrap intervals) and ``README.md`` (command, seed, date, wall time, verdicts).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional, Sequence
+
+import pandas as pd
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from . import data, metrics, zoo
+from .explain import Explainer
+
+CLASSIFIERS = ("shapes-vgg", "shapes-resnet")
+VQA = "vqa-basic"
+FAITHFULNESS = ("gradcam", "gradcam++", "xgradcam", "hirescam", "scorecam", "ablation", "lift")
+SHAPLEY_CAMS = ("shapleycam", "shapleycam-h", "shapleycam-e")
+BENCHMARK_SEED = zoo.HELD_OUT_SEED  # the zoo's held-out scenes: training uses seeds 1000 and up
+FULL_IMAGES = 192           # scenes per model in the full run (about 30 minutes on 2 busy CPU cores)
+FULL_REFERENCE_IMAGES = 96  # of which Table 2 compares to SHAP-CAM_10000
+COLUMNS = ["table", "model", "method", "utility", "image", "metric", "value"]
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of a paper, rerun: its models, methods (``shap_P`` is SHAP-CAM with P orderings),
+    utilities and metrics, on the first ``n_images`` scenes."""
+
+    name: str
+    caption: str
+    models: tuple[str, ...]
+    methods: tuple[str, ...]
+    utilities: tuple[str, ...]
+    metrics: tuple[str, ...]
+    n_images: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that fixes the numbers: a resumed run must use the same."""
+
+    n_images: int
+    permutations: tuple[int, ...]
+    reference_permutations: int
+    reference_images: int  # Table 2 runs on these first scenes: the reference costs P (K + 1) head calls each
+    seed: int
+    chunk: int = 32
+
+    def __post_init__(self):
+        if self.n_images < 2:
+            raise ValueError(f"need at least 2 images for bootstrap intervals, got {self.n_images}")
+        if not 0 < self.reference_images <= self.n_images or (
+                self.reference_images % self.chunk and self.reference_images != self.n_images):
+            raise ValueError(f"reference_images ({self.reference_images}) must be a multiple of the chunk "
+                             f"({self.chunk}) or all {self.n_images} images")
+
+
+def tables(settings: Settings) -> list[Table]:
+    """The analogues of LIFT-CAM's Tables 1-6 and of ShapleyCAM's AD/Coh/Com/ADCC/IC/ADD table."""
+    shap, n = tuple(f"shap_{p}" for p in settings.permutations), settings.n_images
+    return [
+        Table("table1", "SHAP-CAM_P: more orderings, more faithful (IC, AD, ADD)", CLASSIFIERS, shap,
+              ("logit",), ("ic", "ad", "add"), n),
+        Table("table2", f"Cosine similarity of alpha to SHAP-CAM_{settings.reference_permutations}; "
+              "local-accuracy gap", CLASSIFIERS, FAITHFULNESS + SHAPLEY_CAMS + shap, ("logit",),
+              ("cosine", "local_accuracy_gap"), settings.reference_images),
+        Table("table3", "Faithfulness: IC, AD, ADD", CLASSIFIERS, FAITHFULNESS, ("logit",), ("ic", "ad", "add"), n),
+        Table("table4", "Insertion and deletion AUC (41 steps)", CLASSIFIERS, FAITHFULNESS, ("logit",),
+              ("insertion", "deletion"), n),
+        Table("table5", "Energy-based pointing game, boxes and masks", CLASSIFIERS, FAITHFULNESS, ("logit",),
+              ("pointing_box", "pointing_mask"), n),
+        Table("table6", "VQA: IC, AD, ADD", (VQA,), FAITHFULNESS, ("logit",), ("ic", "ad", "add"), n),
+        # Score-CAM is left out here: K whole-network passes per image, for 3 utilities, twice for Coherency.
+        Table("shapleycam", "ShapleyCAM paper: AD, Coherency, Complexity, (ADCC), IC, ADD", CLASSIFIERS,
+              tuple(m for m in FAITHFULNESS if m != "scorecam") + SHAPLEY_CAMS, ("logit", "softmax", "rest"),
+              ("ad", "coherency", "complexity", "ic", "add", "add_clamped"), n),
+    ]
+
+
+def method_call(label: str, seed: int) -> tuple[str, dict]:
+    """``"shap_10"`` -> ``("shap", {"n_permutations": 10, "seed": seed})``; other labels are method names."""
+    if label.startswith("shap_"):
+        return "shap", {"n_permutations": int(label.removeprefix("shap_")), "seed": seed}
+    return label, {}
+
+
+@dataclass
+class Benchmark:
+    """A model of the zoo and the scenes it is explained on (normalised images, ground truth)."""
+
+    name: str
+    explainer: Explainer
+    images: Tensor
+    extra_inputs: tuple
+    masks: Tensor
+    boxes: Tensor
+
+
+def load_benchmark(name: str, n_images: int, seed: int) -> Benchmark:
+    """``n_images`` held-out scenes of the model's world, generated from ``seed``."""
+    entry = zoo.load(name)
+    if name == VQA:
+        scenes = data.make_vqa_scenes(n_images, seed)
+        return Benchmark(name, Explainer(entry.model, entry.layer), scenes.images, (scenes.questions,),
+                         scenes.evidence_masks, torch.zeros(n_images, 0, 4, dtype=torch.long))
+    scenes = data.make_shape_scenes(n_images, seed)
+    return Benchmark(name, Explainer(entry.model, entry.layer), scenes.images, (), scenes.masks, scenes.boxes)
+
+
+def piece_path(out: Path, table: str, model: str, method: str, utility: str) -> Path:
+    """Where one piece's per-image values live."""
+    return out / "pieces" / table / model / f"{method}__{utility}.csv"
+
+
+def run(out: str | Path, settings: Settings, models: Optional[Sequence[str]] = None,
+        progress: bool = True) -> pd.DataFrame:
+    """Compute every missing piece into ``out``; return the per-image values of all pieces."""
+    out = Path(out)
+    _check_settings(out, settings)
+    plan = tables(settings)
+    models = [m for m in dict.fromkeys(m for table in plan for m in table.models)
+              if models is None or m in models]
+    for model in models:
+        groups = _missing(out, plan, model)
+        if not groups:
+            continue
+        bench = load_benchmark(model, settings.n_images, settings.seed)
+        starts = {key: range(0, max(t.n_images for t in wanted), settings.chunk) for key, wanted in groups.items()}
+        bar = tqdm(total=sum(map(len, starts.values())), desc=model, disable=not progress)
+        needs_reference = any("cosine" in t.metrics for wanted in groups.values() for t in wanted)
+        reference = _reference(out, bench, settings, bar) if needs_reference else None
+        for (method, utility), wanted in groups.items():
+            bar.set_postfix_str(f"{method} / {utility}")
+            frames = []
+            for start in starts[method, utility]:
+                rows = slice(start, start + settings.chunk)
+                frames.append(_score_chunk(bench, method, utility, [t for t in wanted if t.n_images > start],
+                                           rows, settings.seed, reference))
+                bar.update()
+            _write_pieces(out, model, method, utility, pd.concat(frames, ignore_index=True), wanted)
+        bar.close()
+    return load(out)
+
+
+def _missing(out: Path, plan: list[Table], model: str) -> dict[tuple[str, str], list[Table]]:
+    """``{(method, utility): tables}``: the pieces of ``model`` not yet written, by the explanation they need."""
+    groups: dict[tuple[str, str], list[Table]] = {}
+    for table in plan:
+        if model not in table.models:
+            continue
+        for method in table.methods:
+            for utility in table.utilities:
+                if not piece_path(out, table.name, model, method, utility).exists():
+                    groups.setdefault((method, utility), []).append(table)
+    return groups
+
+
+def _reference(out: Path, bench: Benchmark, settings: Settings, bar: tqdm) -> Tensor:
+    """SHAP-CAM alpha with ``reference_permutations`` orderings (logit utility), cached as ``reference/<model>.pt``."""
+    path = out / "reference" / f"{bench.name}.pt"
+    if path.exists():
+        return torch.load(path)
+    bar.set_postfix_str(f"reference SHAP-CAM_{settings.reference_permutations}")
+    alphas = []
+    for rows in torch.arange(settings.reference_images).split(4):  # [4, P, K] marginals at a time
+        extra = tuple(e[rows] for e in bench.extra_inputs)
+        alphas.append(bench.explainer(bench.images[rows], "shap", extra_inputs=extra, batch_size=65536,
+                                      n_permutations=settings.reference_permutations, seed=settings.seed + 1)
+                      .alpha.cpu())
+        bar.refresh()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(torch.cat(alphas), path)
+    return torch.cat(alphas)
+
+
+def _score_chunk(bench: Benchmark, method: str, utility: str, wanted: list[Table], rows: slice,
+                 seed: int, reference: Optional[Tensor]) -> pd.DataFrame:
+    """Explain one chunk of images with one method and score it with every metric its pieces need."""
+    name, options = method_call(method, seed)
+    images, extra = bench.images[rows], tuple(e[rows] for e in bench.extra_inputs)
+    explanation = bench.explainer(images, name, utility=utility, extra_inputs=extra, **options)
+    needed = list(dict.fromkeys(m for table in wanted for m in table.metrics))
+    table = metrics.evaluate(bench.explainer.model, images, explanation, needed, extra_inputs=extra,
+                             boxes=bench.boxes[rows], masks=bench.masks[rows],
+                             reference_alpha=None if reference is None else reference[rows],
+                             explainer=bench.explainer, method_options=options)
+    table["image"] += rows.start
+    return table
+
+
+def _write_pieces(out: Path, model: str, method: str, utility: str, values: pd.DataFrame,
+                  wanted: list[Table]) -> None:
+    """Split one method's values into its tables' pieces; each file appears whole or not at all."""
+    for table in wanted:
+        piece = values[values.metric.isin(table.metrics) & (values.image < table.n_images)]
+        piece = piece.assign(table=table.name, model=model, method=method, utility=utility)[COLUMNS]
+        path = piece_path(out, table.name, model, method, utility)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        piece.to_csv(partial, index=False, float_format="%.7g")
+        partial.replace(path)
+
+
+def _check_settings(out: Path, settings: Settings) -> None:
+    """Record the settings in ``out/settings.json``; refuse to resume a run made with other settings."""
+    path = out / "settings.json"
+    mine = json.loads(json.dumps(asdict(settings)))
+    if path.exists() and json.loads(path.read_text()) != mine:
+        raise ValueError(f"{out} holds a run with settings {path.read_text()}; this run has {mine}. "
+                         "Use another --out, or delete the folder to start afresh.")
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(mine, indent=1))
+
+
+def load(out: str | Path) -> pd.DataFrame:
+    """Every piece's per-image values in ``out``, in one tidy DataFrame (the book reads results this way)."""
+    paths = sorted((Path(out) / "pieces").glob("*/*/*.csv"))
+    if not paths:
+        return pd.DataFrame(columns=COLUMNS)
+    return pd.concat([pd.read_csv(path) for path in paths], ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The papers' claims, checked
+# ---------------------------------------------------------------------------------------------
+
+HIGHER_IS_BETTER = {"ic": True, "ad": False, "add": True, "insertion": True, "deletion": False, "cosine": True}
+
+
+def paired_difference(values: pd.DataFrame, metric: str, first: dict, second: dict,
+                      n_resamples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of ``first - second`` over the images both have, with a 95 % paired bootstrap interval.
+
+    ``first``/``second`` select rows by column values, e.g. ``{"table": "table3", "method": "lift"}``.
+    """
+    def pick(selection: dict) -> pd.Series:
+        mask = values.metric == metric
+        for column, value in selection.items():
+            mask &= values[column] == value
+        return values[mask].set_index("image").value
+
+    joined = pd.concat([pick(first), pick(second)], axis=1, join="inner").to_numpy()
+    difference = torch.tensor(joined[:, 0] - joined[:, 1])[:, None]
+    low, high = torch.quantile(metrics.bootstrap_means(difference, n_resamples, seed)[:, 0].double(),
+                               torch.tensor([0.025, 0.975], dtype=torch.float64))
+    return float(difference.mean()), float(low), float(high)
+
+
+def _verdict(low: float, high: float) -> str:
+    """An interval of an improvement: above 0, below 0, or across 0."""
+    return "better" if low > 0 else "worse" if high < 0 else "tie (interval contains 0)"
+
+
+def checks(values: pd.DataFrame, summary: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """The issue's expectations, one row each: claim, model, value with interval, expectation, verdict."""
+    rows = []
+    mean = summary.set_index(["table", "model", "method", "utility", "metric"])
+    for model in values.model.unique():
+        here = values[values.model == model]
+        rows += _table1_checks(here, mean, model, settings)
+        if "table2" in set(here.table):
+            rows += _table2_checks(here, mean, model, settings)
+        for table, names in (("table3", ("ic", "ad", "add")), ("table4", ("insertion", "deletion")),
+                             ("table6", ("ic", "ad", "add"))):
+            for metric in names:
+                rows.append(_lift_vs_gradcam(here, model, table, metric))
+        if "shapleycam" in set(here.table):
+            rows += _shapleycam_checks(here, mean, model)
+    return pd.DataFrame([row for row in rows if row is not None])
+
+
+def _lift_vs_gradcam(values: pd.DataFrame, model: str, table: str, metric: str) -> Optional[dict]:
+    """LIFT-CAM at least as faithful as Grad-CAM: the paired improvement must not be significantly negative."""
+    select = values[values.table == table]
+    if not {"lift", "gradcam"} <= set(select.method) or metric not in set(select.metric):
+        return None
+    sign = 1 if HIGHER_IS_BETTER[metric] else -1
+    diff, low, high = paired_difference(select, metric, {"method": "lift"}, {"method": "gradcam"})
+    low, high = sorted((sign * low, sign * high))
+    verdict = _verdict(low, high)
+    return dict(claim=f"{table}: LIFT-CAM at least as faithful as Grad-CAM on {metric} (improvement, paired)",
+                model=model, value=sign * diff, low=low, high=high, expected=">= 0 (not significantly < 0)",
+                holds=verdict != "worse", verdict=verdict)
+
+
+def _table1_checks(values: pd.DataFrame, mean: pd.DataFrame, model: str, settings: Settings) -> list[dict]:
+    """SHAP-CAM_P: IC and ADD rise, AD falls, as P grows (Table 1's order)."""
+    if "table1" not in set(values.table):
+        return []
+    rows = []
+    first, last = (f"shap_{p}" for p in (settings.permutations[0], settings.permutations[-1]))
+    for metric in ("ic", "ad", "add"):
+        means = [mean.loc[("table1", model, f"shap_{p}", "logit", metric), "mean"] for p in settings.permutations]
+        ordered = all((b >= a) if HIGHER_IS_BETTER[metric] else (b <= a) for a, b in zip(means, means[1:]))
+        sign = 1 if HIGHER_IS_BETTER[metric] else -1
+        diff, low, high = paired_difference(values[values.table == "table1"], metric, {"method": last},
+                                            {"method": first})
+        low, high = sorted((sign * low, sign * high))
+        rows.append(dict(claim=f"table1: SHAP-CAM_P ordered on {metric} "
+                     f"({' / '.join(f'{m:.3g}' for m in means)} for P = {settings.permutations}); "
+                     f"value: improvement of {last} over {first}", model=model, value=sign * diff, low=low,
+                     high=high, expected="monotone in P, as in the paper", holds=ordered,
+                     verdict=("ordered; " if ordered else "not ordered; ") + _verdict(low, high)))
+    return rows
+
+
+def _table2_checks(values: pd.DataFrame, mean: pd.DataFrame, model: str, settings: Settings) -> list[dict]:
+    """cos(LIFT, SHAP_ref) > 0.9 (1.0 on a linear head); LIFT closer than Grad-CAM; Ablation-CAM's gap non-zero."""
+    linear = has_linear_head(model)
+    cosine = mean.loc[("table2", model, "lift", "logit", "cosine")]
+    threshold = 0.999 if linear else 0.9
+    rows = [dict(claim=f"table2: cos(LIFT-CAM, SHAP-CAM_{settings.reference_permutations}), "
+                 f"{'linear' if linear else 'nonlinear'} head", model=model, value=cosine["mean"],
+                 low=cosine["low"], high=cosine["high"], expected=f"> {threshold} (lower bound)",
+                 holds=bool(cosine["low"] > threshold), verdict="above" if cosine["low"] > threshold else "below")]
+    diff, low, high = paired_difference(values[values.table == "table2"], "cosine", {"method": "lift"},
+                                        {"method": "gradcam"})
+    rows.append(dict(claim="table2: cosine of LIFT-CAM minus cosine of Grad-CAM (paired)", model=model,
+                     value=diff, low=low, high=high, expected="> 0", holds=low > 0, verdict=_verdict(low, high)))
+    for method, expected in (("ablation", "> 0.001"), ("lift", "< 0.001 (float precision)")):
+        gap = mean.loc[("table2", model, method, "logit", "local_accuracy_gap")]
+        nonzero = gap["low"] > 1e-3
+        rows.append(dict(claim=f"table2: {method} local-accuracy gap |sum alpha - (v(N) - v(0))|", model=model,
+                         value=gap["mean"], low=gap["low"], high=gap["high"], expected=expected,
+                         holds=bool(nonzero if method == "ablation" else gap["mean"] < 1e-3),
+                         verdict="non-zero" if nonzero else "zero"))
+    return rows
+
+
+def _shapleycam_checks(values: pd.DataFrame, mean: pd.DataFrame, model: str) -> list[dict]:
+    """ShapleyCAM vs Grad-CAM with ReST, and the utility's effect on Grad-CAM's AD (ShapleyCAM paper)."""
+    select = values[values.table == "shapleycam"]
+    diff, low, high = paired_difference(select, "ad", {"method": "gradcam", "utility": "rest"},
+                                        {"method": "shapleycam", "utility": "rest"})
+    rows = [dict(claim="shapleycam: AD of Grad-CAM minus AD of ShapleyCAM, ReST (paired)", model=model, value=diff,
+                 low=low, high=high, expected=">= 0 (ShapleyCAM no worse)", holds=high >= 0,
+                 verdict=_verdict(low, high))]
+    diff, low, high = paired_difference(select, "ad", {"method": "gradcam", "utility": "logit"},
+                                        {"method": "gradcam", "utility": "rest"})
+    rows.append(dict(claim="shapleycam: AD of Grad-CAM with logit minus with ReST (paired)", model=model,
+                     value=diff, low=low, high=high, expected="> 0 (ReST helps)", holds=low > 0,
+                     verdict=_verdict(low, high)))
+    shapley, grad = (mean.loc[("shapleycam", model, method, "rest", "adcc")] for method in ("shapleycam", "gradcam"))
+    rows.append(dict(claim=f"shapleycam: ADCC of ShapleyCAM minus Grad-CAM, ReST (intervals: ShapleyCAM "
+                     f"[{shapley['low']:.3g}, {shapley['high']:.3g}], "
+                     f"Grad-CAM [{grad['low']:.3g}, {grad['high']:.3g}])",
+                     model=model, value=shapley["mean"] - grad["mean"], low=float("nan"), high=float("nan"),
+                     expected=">= 0", holds=bool(shapley["mean"] >= grad["mean"]),
+                     verdict="means only: compare the two intervals"))
+    return rows
+
+
+def has_linear_head(model: str) -> bool:
+    """Is the model's head global average pooling + one linear layer (CAM's setting)? Asks method 'cam'."""
+    entry = zoo.load(model)
+    try:
+        Explainer(entry.model, entry.layer)(data.make_shape_scenes(1, 0).images, "cam")
+    except ValueError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+def settings_for(quick: bool, n_images: Optional[int], seed: int) -> Settings:
+    """``--quick``: 8 images, P in 1/10/100, a SHAP-CAM_1000 reference; full: ``FULL_IMAGES`` images,
+    and SHAP-CAM_10000 on the first ``FULL_REFERENCE_IMAGES``."""
+    if quick:
+        n_images = n_images or 8
+        return Settings(n_images, (1, 10, 100), 1000, n_images, seed, chunk=8)
+    n_images = n_images or FULL_IMAGES
+    return Settings(n_images, (1, 10, 100), 10000, min(n_images, FULL_REFERENCE_IMAGES), seed)
+
+
+def parser() -> argparse.ArgumentParser:
+    """``reproduce [--quick] [--images N] [--out DIR] [--seed S] [--models M ...] [--no-progress]``."""
+    parse = argparse.ArgumentParser(prog="python -m cam_lib reproduce", description=__doc__.splitlines()[0])
+    parse.add_argument("--quick", action="store_true", help="a few images and a small SHAP reference (minutes)")
+    parse.add_argument("--images", type=int, default=None,
+                       help=f"scenes per model (default {FULL_IMAGES}, quick 8)")
+    parse.add_argument("--out", default="runs/reproduce", help="output folder (default runs/reproduce)")
+    parse.add_argument("--seed", type=int, default=BENCHMARK_SEED,
+                       help=f"scenes and orderings (default {BENCHMARK_SEED})")
+    parse.add_argument("--models", nargs="+", default=None, help=f"a subset of {[*CLASSIFIERS, VQA]}")
+    parse.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parse
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run, then write ``summary.csv``, ``checks.csv`` and ``README.md`` into ``--out``."""
+    args = parser().parse_args(argv)
+    settings = settings_for(args.quick, args.images, args.seed)
+    models = [m for m in (args.models or [*CLASSIFIERS, VQA]) if zoo_has(m)]
+    began = time.perf_counter()
+    values = run(args.out, settings, models, progress=not args.no_progress)
+    summary = metrics.summarise(values, seed=settings.seed)
+    found = checks(values, summary, settings)
+    out = Path(args.out)
+    summary.to_csv(out / "summary.csv", index=False, float_format="%.6g")
+    found.to_csv(out / "checks.csv", index=False, float_format="%.6g")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    write_readme(out, ["python", "-m", "cam_lib", "reproduce", *argv], settings, models,
+                 time.perf_counter() - began, found)
+    print(f"wrote {out / 'summary.csv'}, {out / 'checks.csv'}: "
+          f"{int(found.holds.fillna(True).astype(bool).sum())} of {len(found)} checks hold")
+    return 0
+
+
+def zoo_has(name: str) -> bool:
+    """Can the zoo load this model here (its weights are present)?"""
+    try:
+        zoo.load(name)
+    except (FileNotFoundError, KeyError, ValueError):
+        return False
+    return True
+
+
+def write_readme(out: Path, command: list[str], settings: Settings, models: list[str], wall_time: float,
+                 found: pd.DataFrame) -> None:
+    """What made these files: command, seed, dates, wall times (every invocation, in ``invocations.csv``),
+    machine, the tables and the checks' verdicts."""
+    log = out / "invocations.csv"
+    invocation = pd.DataFrame([{"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                                "command": " ".join(command), "models": " ".join(models),
+                                "wall_seconds": round(wall_time, 1), "machine": _machine()}])
+    invocations = pd.concat([pd.read_csv(log), invocation]) if log.exists() else invocation
+    invocations.to_csv(log, index=False)
+    lines = [
+        "# Reproduction of the LIFT-CAM and ShapleyCAM tables on the embedded benchmark", "",
+        f"- command: `{' '.join(command)}`",
+        f"- seed: {settings.seed} (scenes `cam_lib.data`, seed {settings.seed}; SHAP-CAM orderings seed "
+        f"{settings.seed}, reference seed {settings.seed + 1})",
+        f"- images per model: {settings.n_images}; models: {', '.join(sorted(set(found.model)))}",
+        f"- SHAP-CAM_P for P in {list(settings.permutations)}; reference SHAP-CAM_{settings.reference_permutations} "
+        f"on the first {settings.reference_images} images (Table 2)",
+        f"- date: {invocation.date[0]}; machine: {invocation.machine[0]}",
+        f"- weights (sha256, first 12): {', '.join(f'{m} {_weights_hash(m)}' for m in sorted(set(found.model)))}",
+        f"- wall time: {invocations.wall_seconds.sum() / 60:.1f} min in {len(invocations)} invocation(s) "
+        "(a resumed invocation skips the pieces already written; see `invocations.csv`)",
+        "", "Files: `pieces/<table>/<model>/<method>__<utility>.csv` (per image; `cam_lib.reproduce.load`),",
+        "`summary.csv` (mean, 95 % bootstrap interval, n), `checks.csv` (the claims below).", "",
+        "## Tables", "", _markdown(pd.DataFrame([{k: ", ".join(v) if isinstance(v, tuple) else v
+                                                   for k, v in asdict(table).items()} for table in tables(settings)])),
+        "",
+        "## Checks", "", _markdown(found), "",
+        "## What does not reproduce here", "",
+        *([f"- {row.model}: {row.claim}: {row.value:.4g} (expected {row.expected}; {row.verdict})"
+           for row in found[found.holds.eq(False)].itertuples()] or ["- every check above holds"]), "",
+    ]
+    (out / "README.md").write_text("\n".join(lines))
+
+
+def _weights_hash(model: str) -> str:
+    """Which weights made the numbers: the start of the sha256 of ``cam_lib/weights/<model>.pt``."""
+    path = zoo.WEIGHTS / f"{model}.pt"
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.exists() else "missing"
+
+
+def _machine() -> str:
+    """Where the numbers were computed, in a few words."""
+    accelerator = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU only"
+    return f"{platform.machine()}, {torch.get_num_threads()} torch threads, {accelerator}"
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    """A plain Markdown table (no extra dependency)."""
+    def cell(value: object) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    return "\n".join([header, rule, *("| " + " | ".join(cell(v) for v in row) + " |"
+                                       for row in frame.itertuples(index=False))])

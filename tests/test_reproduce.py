@@ -1,0 +1,65 @@
+"""The reproduction runner: a tiny quick run completes, writes tidy CSVs, and resumes without redoing work."""
+import json
+
+import pandas as pd
+import pytest
+
+from cam_lib import reproduce
+
+ARGS = ["--quick", "--images", "2", "--models", "shapes-vgg", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reproduce")
+    assert reproduce.main([*ARGS, "--out", str(out)]) == 0
+    return out
+
+
+def test_quick_run_writes_tidy_csvs(quick_run):
+    values = reproduce.load(quick_run)
+    assert list(values.columns) == reproduce.COLUMNS
+    assert values.value.notna().all()
+    assert set(values.table) == {"table1", "table2", "table3", "table4", "table5", "shapleycam"}
+    assert set(values.image) == {0, 1}
+    assert not values.duplicated(["table", "model", "method", "utility", "image", "metric"]).any()
+    shapley = values[values.table == "shapleycam"]
+    assert set(shapley.utility) == {"logit", "softmax", "rest"}
+    assert {"shap_1", "shap_10", "shap_100"} <= set(values[values.table == "table1"].method)
+
+    summary = pd.read_csv(quick_run / "summary.csv")
+    assert list(summary.columns) == ["table", "model", "method", "utility", "metric", "mean", "low", "high", "n"]
+    assert "adcc" in set(summary.metric)
+    assert ((summary["low"] <= summary["mean"] + 1e-9) & (summary["mean"] <= summary["high"] + 1e-9)).all()
+    checks = pd.read_csv(quick_run / "checks.csv")
+    assert {"claim", "model", "value", "low", "high", "expected", "holds", "verdict"} <= set(checks.columns)
+    readme = (quick_run / "README.md").read_text()
+    assert "--quick" in readme and "seed" in readme and "wall time" in readme
+
+
+def test_resume_skips_written_pieces(quick_run, monkeypatch):
+    scored = []
+    original = reproduce._score_chunk
+    monkeypatch.setattr(reproduce, "_score_chunk", lambda *a, **k: scored.append(a[1:3]) or original(*a, **k))
+    before = reproduce.load(quick_run)
+    assert reproduce.main([*ARGS, "--out", str(quick_run)]) == 0
+    assert scored == []
+    reproduce.piece_path(quick_run, "table4", "shapes-vgg", "lift", "logit").unlink()
+    assert reproduce.main([*ARGS, "--out", str(quick_run)]) == 0
+    assert scored == [("lift", "logit")]
+    after = reproduce.load(quick_run)
+    key = ["table", "model", "method", "utility", "image", "metric"]
+    pd.testing.assert_frame_equal(before.sort_values(key).reset_index(drop=True),
+                                  after.sort_values(key).reset_index(drop=True), rtol=1e-5)
+
+
+def test_resume_refuses_other_settings(quick_run):
+    assert json.loads((quick_run / "settings.json").read_text())["n_images"] == 2
+    with pytest.raises(ValueError, match="other settings|holds a run"):
+        reproduce.main(["--quick", "--images", "3", "--models", "shapes-vgg", "--no-progress",
+                        "--out", str(quick_run)])
+
+
+def test_method_labels():
+    assert reproduce.method_call("shap_10", 3) == ("shap", {"n_permutations": 10, "seed": 3})
+    assert reproduce.method_call("gradcam++", 3) == ("gradcam++", {})
