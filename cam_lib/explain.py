@@ -98,9 +98,10 @@ class Explainer:
                 agrees = torch.allclose(traced, direct, rtol=1e-4, atol=1e-5)
             except Exception:  # a traced graph that cannot run on new batches: use hooks
                 agrees = False
-            if not agrees:
-                self.split = HookSplit(self.model, self.layer, self.split.model.get_submodule(self.layer))
             self._checked = True
+            if agrees:
+                return cut
+            self.split = HookSplit(self.model, self.layer, self.model.get_submodule(self.layer))
         return self.split(images, extra_inputs)
 
 

@@ -67,7 +67,7 @@ class ChannelGame:
         activations = self.activations.clone().requires_grad_()
         with torch.enable_grad():
             grad, = torch.autograd.grad(self.value(activations).sum(), activations, create_graph=True)
-            if not grad.requires_grad:  # the head is piecewise linear in A and u is linear: H = 0
+            if not grad.requires_grad:  # g does not depend on A (an affine head, a linear u): H = 0
                 return grad.detach(), torch.zeros_like(grad)
             hvp, = torch.autograd.grad(grad, activations, grad_outputs=self.activations, allow_unused=True)
         return grad.detach(), torch.zeros_like(grad) if hvp is None else hvp
