@@ -416,14 +416,15 @@ class Vocabulary:
         return len(self.tokens)
 
     def encode(self, text: str, length: int = QUESTION_LENGTH) -> Tensor:
-        """Lower-case, split on spaces (``?`` is its own token), pad or cut to ``length``."""
+        """Lower-case, split on spaces (``?`` is its own token), cut to ``length`` and pad on the left,
+        so that an LSTM reading the tokens ends on the last word rather than on padding."""
         # American spelling accepted: the vocabulary (and the paper) write "colour".
         words = text.lower().replace("?", " ?").replace("color", "colour").split()
         unknown = [w for w in words if w not in self.index]
         if unknown:
             raise ValueError(f"Unknown words {unknown}; the vocabulary is {self.tokens[2:]}.")
         indices = [self.index[w] for w in words][:length]
-        return torch.tensor(indices + [0] * (length - len(indices)))
+        return torch.tensor([0] * (length - len(indices)) + indices)
 
     def decode(self, indices: Tensor) -> str:
         """Tokens joined by spaces, padding dropped."""
@@ -491,10 +492,10 @@ def _left_neighbour(present: Tensor, column: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _tokens(*words: str | Tensor, n: int) -> Tensor:
-    """Token matrix [n, QUESTION_LENGTH] from fixed words and per-scene token-index tensors."""
+    """Token matrix [n, QUESTION_LENGTH], padded on the left, from fixed words and per-scene token tensors."""
     columns = [w if isinstance(w, Tensor) else torch.full((n,), QUESTION_VOCABULARY.index[w])
                for w in words]
-    columns += [torch.zeros(n, dtype=torch.long)] * (QUESTION_LENGTH - len(columns))
+    columns = [torch.zeros(n, dtype=torch.long)] * (QUESTION_LENGTH - len(columns)) + columns  # left padding
     return torch.stack(columns, -1)
 
 

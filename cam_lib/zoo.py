@@ -113,13 +113,21 @@ class BasicVQA(nn.Module):
                                         nn.Dropout(0.2), nn.Linear(hidden, answers))
 
     def forward(self, images: Tensor, questions: Tensor) -> Tensor:
+        """Answer logits: the classifier of the element-wise product of image and question vectors."""
+        return self.classifier(self.picture(images) * self.question(questions))
+
+    def picture(self, images: Tensor) -> Tensor:
+        """The image vector, L2-normalised as in the paper, then scaled to unit-size entries: at
+        ``1/sqrt(hidden)`` the product fusion passes almost no gradient to the image side."""
         picture = self.image_fc(torch.flatten(self.pool(self.features(images)), 1))
-        # L2-normalised as in the paper, then scaled to unit-size entries: at 1/sqrt(hidden) the
-        # product fusion passes almost no gradient to the image side and the model answers from the question.
-        picture = picture / picture.norm(dim=1, keepdim=True).clamp(min=1e-6) * picture.shape[1] ** 0.5
+        return picture / picture.norm(dim=1, keepdim=True).clamp(min=1e-6) * picture.shape[1] ** 0.5
+
+    def question(self, questions: Tensor) -> Tensor:
+        """The question vector: both LSTM layers' final hidden and cell states, tanh, linear.
+        Questions are padded on the left, so the final states follow the last word."""
         _, (hidden, cell) = self.lstm(torch.tanh(self.embed(questions)))
-        states = torch.cat([hidden, cell], 0).permute(1, 0, 2).flatten(1)  # both layers' h and c
-        return self.classifier(picture * self.question_fc(torch.tanh(states)))
+        states = torch.cat([hidden, cell], 0).permute(1, 0, 2).flatten(1)
+        return self.question_fc(torch.tanh(states))
 
 
 @dataclass
@@ -133,6 +141,8 @@ class Spec:
     epochs: int
     train_size: int
     description: str
+    lr: float = 4e-3
+    pretrain_epochs: int = 0  # VQA: epochs teaching the image encoder to see the scene first
 
 
 SPECS: dict[str, Spec] = {
@@ -140,8 +150,8 @@ SPECS: dict[str, Spec] = {
                        "VGG-style, nonlinear head (max-pool + 3 fully connected layers)"),
     "shapes-resnet": Spec(ShapesResNet, "layer3", data.SHAPES_NORMALIZATION, data.SHAPE_CLASSES, 24, 6000,
                           "ResNet-style, linear head (global average pooling + 1 linear layer)"),
-    "vqa-basic": Spec(BasicVQA, "features.14", data.VQA_NORMALIZATION, tuple(data.ANSWER_VOCABULARY.tokens), 16,
-                      6000, "basic VQA: CNN + LSTM, element-wise product fusion"),
+    "vqa-basic": Spec(BasicVQA, "features.14", data.VQA_NORMALIZATION, tuple(data.ANSWER_VOCABULARY.tokens), 80,
+                      6000, "basic VQA: CNN + LSTM, element-wise product fusion", lr=3e-3, pretrain_epochs=8),
 }
 
 TORCHVISION_LAYERS = {"resnet": "layer4", "resnext": "layer4", "wide_resnet": "layer4", "vgg": "features.{last_relu}",
@@ -228,6 +238,43 @@ def accuracy(model: nn.Module, tensors: tuple[Tensor, ...], batch_size: int = 50
     return correct / len(tensors[0])
 
 
+def scene_layout(scenes: data.VQAScenes) -> Tensor:
+    """``[N, 16]`` what sits in each cell of the 4 x 4 grid: 0 nothing, ``1 + shape * colours + colour``."""
+    cells = (scenes.object_centres * data._GRID // data.IMAGE_SIZE).long().clamp(0, data._GRID - 1)
+    cell = cells[..., 0] + data._GRID * cells[..., 1]  # [N, objects]
+    present = scenes.object_shapes >= 0
+    content = torch.where(present, 1 + scenes.object_shapes * len(data.VQA_COLOURS) + scenes.object_colours, 0)
+    layout = torch.zeros(len(cell), data._GRID ** 2, dtype=torch.long)
+    return layout.scatter_add_(1, torch.where(present, cell, 0), content)  # absent objects add 0 to cell 0
+
+
+def pretrain_encoder(model: BasicVQA, epochs: int, size: int, seed: int) -> list[float]:
+    """Teach the image encoder to see the scene before it meets questions (the paper's encoder was an
+    ImageNet-pretrained VGG): a linear probe of the image vector names each grid cell's content.
+
+    From scratch, the model settles on answering from the question alone (about 35 %).
+    """
+    classes = 1 + len(data.VQA_SHAPES) * len(data.VQA_COLOURS)
+    probe = nn.Linear(model.question_fc.out_features, data._GRID ** 2 * classes)
+    parameters = [*model.features.parameters(), *model.image_fc.parameters(), *probe.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=4e-3, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 4e-3, total_steps=epochs * -(-size // BATCH))
+    log = []
+    for epoch in tqdm(range(epochs), desc="pretrain the image encoder"):
+        scenes = data.make_vqa_scenes(size, 50_000 + seed * 100 + epoch)
+        layout = scene_layout(scenes)
+        model.train()
+        for batch in torch.randperm(size).split(BATCH):
+            logits = probe(model.picture(scenes.images[batch])).view(len(batch), -1, classes)
+            loss = F.cross_entropy(logits.flatten(0, 1), layout[batch].flatten())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+        log.append(round(loss.item(), 4))
+    return log
+
+
 def train(name: str, epochs: Optional[int] = None, out: Path = WEIGHTS, smoke: bool = False, seed: int = 0) -> dict:
     """Train a zoo model on fresh scenes each epoch; save weights (float16), log (CSV) and summary (JSON)."""
     spec = SPECS[name]
@@ -235,11 +282,13 @@ def train(name: str, epochs: Optional[int] = None, out: Path = WEIGHTS, smoke: b
     model = spec.build()
     epochs = 1 if smoke else epochs or spec.epochs
     size = 256 if smoke else spec.train_size
-    steps_per_epoch = -(-size // BATCH)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=4e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 4e-3, total_steps=epochs * steps_per_epoch)
+    start = time.time()
+    pretrain_losses = (pretrain_encoder(model, 1 if smoke else spec.pretrain_epochs, size, seed)
+                       if spec.pretrain_epochs else [])
+    log = []
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, spec.lr, total_steps=epochs * -(-size // BATCH))
     held_out = _batches(name, 256 if smoke else 1000, HELD_OUT_SEED)
-    log, start = [], time.time()
     for epoch in tqdm(range(epochs), desc=f"train {name}"):
         tensors = _batches(name, size, 1000 + seed * 100 + epoch)  # new scenes every epoch
         model.train()
@@ -254,8 +303,9 @@ def train(name: str, epochs: Optional[int] = None, out: Path = WEIGHTS, smoke: b
             schedule.step()
             losses.append(loss.item())
             correct += (logits.argmax(1) == labels).sum().item()
-        log.append({"epoch": epoch + 1, "loss": sum(losses) / len(losses), "train_accuracy": correct / size,
-                    "held_out_accuracy": accuracy(model, held_out), "seconds": time.time() - start})
+        log.append({"epoch": epoch + 1, "loss": sum(losses) / len(losses),
+                    "train_accuracy": correct / size, "held_out_accuracy": accuracy(model, held_out),
+                    "seconds": time.time() - start})
         tqdm.write(str(log[-1]))
     out.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}, out / f"{name}.pt")
@@ -263,6 +313,8 @@ def train(name: str, epochs: Optional[int] = None, out: Path = WEIGHTS, smoke: b
     summary = {"name": name, "held_out_accuracy": log[-1]["held_out_accuracy"], "held_out_seed": HELD_OUT_SEED,
                "held_out_size": len(held_out[0]), "epochs": epochs, "train_size_per_epoch": size, "seed": seed,
                "train_seconds": round(time.time() - start, 1), "layer": spec.layer, "description": spec.description}
+    if pretrain_losses:
+        summary["pretrain_losses"] = pretrain_losses
     (out / f"{name}.json").write_text(json.dumps(summary, indent=2))
     return summary
 

@@ -105,8 +105,10 @@ def test_scorecam_masks_the_input_with_each_normalised_map(setup):
     masks = torch.where(high > low, (up - low) / (high - low).clamp(min=1e-30), 0.0)
     expected = torch.stack([utility_of("softmax", model(x[b] * masks[b][:, None]), target[b].expand(A.shape[1]))
                             for b in range(len(x))])
-    exp = cam_lib.explain(model, x, "features", "scorecam", utility="softmax", batch_size=5)
+    exp = cam_lib.explain(model, x, "features", "scorecam", utility="softmax", masks_per_call=5)
     torch.testing.assert_close(exp.alpha, expected, rtol=1e-4, atol=1e-6)
+    one_call = cam_lib.explain(model, x, "features", "scorecam", utility="softmax", masks_per_call=A.shape[1])
+    torch.testing.assert_close(one_call.alpha, exp.alpha, rtol=1e-5, atol=1e-7)
 
 
 def test_shapleycam_uses_a_true_hessian_vector_product():

@@ -58,3 +58,20 @@ def test_torchvision_layers_are_conventional():
                 "mobilenet_v2": "features.18", "efficientnet_b0": "features.8"}
     for name, layer in expected.items():
         assert zoo.torchvision_layer(torchvision.models.get_model(name, weights=None)) == layer
+
+
+def test_vqa_training_script_runs_with_its_pretraining(tmp_path):
+    summary = zoo.train("vqa-basic", out=tmp_path, smoke=True)
+    assert len(summary["pretrain_losses"]) == 1 and (tmp_path / "vqa-basic.pt").exists()
+
+
+def test_scene_layout_names_each_object_in_its_cell():
+    scenes = data.make_vqa_scenes(50, seed=3)
+    layout = zoo.scene_layout(scenes)
+    cell_size = data.IMAGE_SIZE // 4
+    for n in range(50):
+        for shape, colour, (x, y) in zip(scenes.object_shapes[n].tolist(), scenes.object_colours[n].tolist(),
+                                         scenes.object_centres[n].tolist()):
+            if shape >= 0:
+                assert layout[n, int(x // cell_size) + 4 * int(y // cell_size)] == 1 + shape * len(data.VQA_COLOURS) + colour
+    assert (layout > 0).sum(1).tolist() == (scenes.object_shapes >= 0).sum(1).tolist()

@@ -1,0 +1,49 @@
+"""What a browser test reads off a widget panel: its figure and its score table, found by CSS prefix.
+
+Each panel in the book marks its figure ``<prefix>-figure`` and its scores ``<prefix>-scores``.
+"""
+from __future__ import annotations
+
+RENDER_TIMEOUT_MS = 240_000  # Voila runs every cell of the notebook before the page is complete
+REDRAW_TIMEOUT_MS = 60_000
+
+
+def snapshot_js(prefix: str) -> str:
+    """JavaScript returning ``[figure image data URL, score text]`` of the panel."""
+    return f"""() => {{
+        const image = document.querySelector('.{prefix}-figure img');
+        const scores = document.querySelector('.{prefix}-scores');
+        return [image ? image.src : '', scores ? scores.innerText : ''];
+    }}"""
+
+
+def open_panel(page, url: str, prefix: str) -> list[str]:
+    """Load the served notebook and wait until the panel shows a figure and a score table."""
+    page.goto(url, wait_until="commit", timeout=RENDER_TIMEOUT_MS)  # Voila streams the page as cells run
+    page.wait_for_selector(f".{prefix}-scores table", timeout=RENDER_TIMEOUT_MS)
+    page.wait_for_selector(f".{prefix}-figure img", timeout=REDRAW_TIMEOUT_MS)
+    return snapshot(page, prefix)
+
+
+def snapshot(page, prefix: str) -> list[str]:
+    """The panel's figure and score text, as the browser shows them."""
+    return page.evaluate(snapshot_js(prefix))
+
+
+def wait_for_redraw(page, prefix: str, before: list[str]) -> list[str]:
+    """Wait until figure and scores both differ from ``before`` and a score table is back (an error
+    message would have replaced it)."""
+    page.wait_for_function(
+        f"""(before) => {{
+            const [image, scores] = ({snapshot_js(prefix)})();
+            return image && image !== before[0] && scores !== before[1]
+                && document.querySelector('.{prefix}-scores table') !== null;
+        }}""", arg=before, timeout=REDRAW_TIMEOUT_MS)
+    return snapshot(page, prefix)
+
+
+def move_slider(page, prefix: str, name: str) -> None:
+    """Move a panel's slider one step right with the keyboard, as a reader would."""
+    handle = page.locator(f".{prefix}-{name} .noUi-handle")
+    handle.focus()
+    handle.press("ArrowRight")

@@ -1,0 +1,29 @@
+"""The Faithfulness panel in a real browser: Voila serves book/faithfulness.ipynb, Playwright drives Debian's chromium.
+
+Like a reader, the test switches the method from LIFT-CAM to Grad-CAM, then moves the scene slider with the
+keyboard, and checks each time that the kernel redrew the panel: the figure (masked images and curves) and
+the score table both change. The fixtures (`voila`, `browser_page`, in conftest.py) skip with the reason
+where chromium, voila or playwright is missing. Voila runs the whole chapter (quick mode) before the panel
+is live, hence the long first timeout.
+"""
+from __future__ import annotations
+
+from panels import move_slider, open_panel, wait_for_redraw
+
+
+def test_faithfulness_panel_redraws_scores_and_curves(voila, browser_page):
+    page = browser_page
+    first = open_panel(page, voila("book/faithfulness.ipynb"), "faithfulness")
+    assert first[0].startswith("data:image/png"), "the panel's figure is drawn as a PNG"
+    for column in ("AD %", "ADD %", "insertion AUC", "deletion AUC"):
+        assert column in first[1], first[1]
+    assert page.locator(".faithfulness-method select").input_value() == "lift"
+
+    page.select_option(".faithfulness-method select", "gradcam")
+    gradcam = wait_for_redraw(page, "faithfulness", first)
+    assert gradcam[0] != first[0] and gradcam[1] != first[1]
+
+    move_slider(page, "faithfulness", "index")
+    second_scene = wait_for_redraw(page, "faithfulness", gradcam)
+    assert page.locator(".faithfulness-index .widget-readout").inner_text().strip() == "1"
+    assert second_scene[0] != gradcam[0] and second_scene[1] != gradcam[1]
