@@ -47,3 +47,17 @@ def move_slider(page, prefix: str, name: str) -> None:
     handle = page.locator(f".{prefix}-{name} .noUi-handle")
     handle.focus()
     handle.press("ArrowRight")
+
+
+def pick_gradcam_then_next_scene(page, prefix: str, first: list[str]) -> tuple[list[str], list[str]]:
+    """As a reader would: switch the method from LIFT-CAM to Grad-CAM, then step the scene slider once.
+
+    Returns the panel after each change; each waits until figure and scores differ from the one before.
+    """
+    assert page.locator(f".{prefix}-method select").input_value() == "lift"
+    page.select_option(f".{prefix}-method select", "gradcam")
+    gradcam = wait_for_redraw(page, prefix, first)
+    move_slider(page, prefix, "index")
+    second_scene = wait_for_redraw(page, prefix, gradcam)
+    assert page.locator(f".{prefix}-index .widget-readout").inner_text().strip() == "1"
+    return gradcam, second_scene
