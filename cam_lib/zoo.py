@@ -238,6 +238,12 @@ def accuracy(model: nn.Module, tensors: tuple[Tensor, ...], batch_size: int = 50
     return correct / len(tensors[0])
 
 
+def one_cycle(parameters, lr: float, steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW with a one-cycle schedule peaking at ``lr``: the optimiser of every training stage here."""
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=1e-4)
+    return optimizer, torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps)
+
+
 def scene_layout(scenes: data.VQAScenes) -> Tensor:
     """``[N, 16]`` what sits in each cell of the 4 x 4 grid: 0 nothing, ``1 + shape * colours + colour``."""
     cells = (scenes.object_centres * data._GRID // data.IMAGE_SIZE).long().clamp(0, data._GRID - 1)
@@ -257,8 +263,7 @@ def pretrain_encoder(model: BasicVQA, epochs: int, size: int, seed: int) -> list
     classes = 1 + len(data.VQA_SHAPES) * len(data.VQA_COLOURS)
     probe = nn.Linear(model.question_fc.out_features, data._GRID ** 2 * classes)
     parameters = [*model.features.parameters(), *model.image_fc.parameters(), *probe.parameters()]
-    optimizer = torch.optim.AdamW(parameters, lr=4e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 4e-3, total_steps=epochs * -(-size // BATCH))
+    optimizer, schedule = one_cycle(parameters, 4e-3, epochs * -(-size // BATCH))
     log = []
     for epoch in tqdm(range(epochs), desc="pretrain the image encoder"):
         scenes = data.make_vqa_scenes(size, 50_000 + seed * 100 + epoch)
@@ -286,8 +291,7 @@ def train(name: str, epochs: Optional[int] = None, out: Path = WEIGHTS, smoke: b
     pretrain_losses = (pretrain_encoder(model, 1 if smoke else spec.pretrain_epochs, size, seed)
                        if spec.pretrain_epochs else [])
     log = []
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, spec.lr, total_steps=epochs * -(-size // BATCH))
+    optimizer, schedule = one_cycle(model.parameters(), spec.lr, epochs * -(-size // BATCH))
     held_out = _batches(name, 256 if smoke else 1000, HELD_OUT_SEED)
     for epoch in tqdm(range(epochs), desc=f"train {name}"):
         tensors = _batches(name, size, 1000 + seed * 100 + epoch)  # new scenes every epoch
@@ -303,9 +307,8 @@ def train(name: str, epochs: Optional[int] = None, out: Path = WEIGHTS, smoke: b
             schedule.step()
             losses.append(loss.item())
             correct += (logits.argmax(1) == labels).sum().item()
-        log.append({"epoch": epoch + 1, "loss": sum(losses) / len(losses),
-                    "train_accuracy": correct / size, "held_out_accuracy": accuracy(model, held_out),
-                    "seconds": time.time() - start})
+        log.append({"epoch": epoch + 1, "loss": sum(losses) / len(losses), "train_accuracy": correct / size,
+                    "held_out_accuracy": accuracy(model, held_out), "seconds": time.time() - start})
         tqdm.write(str(log[-1]))
     out.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}, out / f"{name}.pt")
