@@ -1,9 +1,7 @@
 """The command line writes an overlay PNG for a generated scene and for a user's image."""
-import pytest
 import torch
 from PIL import Image
 
-from cam_lib import zoo
 from cam_lib.__main__ import main
 
 
@@ -22,7 +20,6 @@ def test_explain_a_users_image(tmp_path):
     assert out.exists()
 
 
-@pytest.mark.skipif(not (zoo.WEIGHTS / "vqa-basic.pt").exists(), reason="vqa-basic is not trained yet")
 def test_explain_a_vqa_scene(tmp_path, capsys):
     out = tmp_path / "vqa.png"
     assert main(["explain", "--model", "vqa-basic", "--index", "3", "--out", str(out)]) == 0

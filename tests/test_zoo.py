@@ -14,15 +14,11 @@ def test_classifiers_reach_their_accuracy_on_fresh_scenes(name, floor):
     assert not loaded.model.training and loaded.layer in dict(loaded.model.named_modules())
 
 
-VQA_TRAINED = (zoo.WEIGHTS / "vqa-basic.pt").exists()
-needs_vqa = pytest.mark.skipif(not VQA_TRAINED, reason="vqa-basic is not trained yet: python -m cam_lib.zoo train vqa-basic")
-
-
-@needs_vqa
 def test_vqa_reaches_its_accuracy_on_fresh_scenes():
     loaded = zoo.load("vqa-basic", torch.device("cpu"))
     scenes = data.make_vqa_scenes(400, seed=12345)
     assert zoo.accuracy(loaded.model, (scenes.images, scenes.questions, scenes.answers)) >= 0.85
+    assert not loaded.model.training and all(p.requires_grad for p in loaded.model.parameters())  # explainable
 
 
 def test_heads_have_the_structure_the_book_relies_on():
@@ -60,9 +56,22 @@ def test_torchvision_layers_are_conventional():
         assert zoo.torchvision_layer(torchvision.models.get_model(name, weights=None)) == layer
 
 
-def test_vqa_training_script_runs_with_its_pretraining(tmp_path):
+def test_vqa_training_keeps_the_pretrained_convolutions(tmp_path, monkeypatch):
+    pretrained = {}
+
+    def recording(model, *args):
+        losses = pretrain_encoder(model, *args)
+        pretrained.update({name: value.clone() for name, value in model.state_dict().items()})
+        return losses
+
+    pretrain_encoder = zoo.pretrain_encoder
+    monkeypatch.setattr(zoo, "pretrain_encoder", recording)
     summary = zoo.train("vqa-basic", out=tmp_path, smoke=True)
-    assert len(summary["pretrain_losses"]) == 1 and (tmp_path / "vqa-basic.pt").exists()
+    assert len(summary["pretrain_losses"]) == 1 and summary["frozen"] == ["features"]
+    saved = torch.load(tmp_path / "vqa-basic.pt")
+    unchanged = {name for name, value in pretrained.items() if torch.equal(saved[name], value.to(saved[name].dtype))}
+    assert {name for name in pretrained if name.startswith("features.")} <= unchanged  # batch-norm statistics too
+    assert "image_fc.0.weight" not in unchanged  # the rest of the image encoder learns from the questions
 
 
 def test_scene_layout_names_each_object_in_its_cell():
@@ -75,3 +84,7 @@ def test_scene_layout_names_each_object_in_its_cell():
             if shape >= 0:
                 assert layout[n, int(x // cell_size) + 4 * int(y // cell_size)] == 1 + shape * len(data.VQA_COLOURS) + colour
     assert (layout > 0).sum(1).tolist() == (scenes.object_shapes >= 0).sum(1).tolist()
+    counts = zoo.scene_counts(scenes)
+    for n in range(50):
+        pairs = [(s, c) for s, c in zip(scenes.object_shapes[n].tolist(), scenes.object_colours[n].tolist()) if s >= 0]
+        assert counts[n].tolist() == [pairs.count((s, c)) for s in range(4) for c in range(len(data.VQA_COLOURS))]
