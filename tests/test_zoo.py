@@ -57,14 +57,13 @@ def test_torchvision_layers_are_conventional():
 
 
 def test_vqa_training_keeps_the_pretrained_convolutions(tmp_path, monkeypatch):
-    pretrained = {}
+    pretrained, pretrain_encoder = {}, zoo.pretrain_encoder
 
     def recording(model, *args):
         losses = pretrain_encoder(model, *args)
         pretrained.update({name: value.clone() for name, value in model.state_dict().items()})
         return losses
 
-    pretrain_encoder = zoo.pretrain_encoder
     monkeypatch.setattr(zoo, "pretrain_encoder", recording)
     summary = zoo.train("vqa-basic", out=tmp_path, smoke=True)
     assert len(summary["pretrain_losses"]) == 1 and summary["frozen"] == ["features"]
@@ -87,4 +86,4 @@ def test_scene_layout_names_each_object_in_its_cell():
     counts = zoo.scene_counts(scenes)
     for n in range(50):
         pairs = [(s, c) for s, c in zip(scenes.object_shapes[n].tolist(), scenes.object_colours[n].tolist()) if s >= 0]
-        assert counts[n].tolist() == [pairs.count((s, c)) for s in range(4) for c in range(len(data.VQA_COLOURS))]
+        assert counts[n].tolist() == [pairs.count((s, c)) for s in range(len(data.VQA_SHAPES)) for c in range(len(data.VQA_COLOURS))]
