@@ -14,6 +14,7 @@ when chromium, voila or playwright is missing.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -69,14 +70,18 @@ def browser_page(chromium_browser) -> Iterator[object]:
 
 
 @pytest.fixture
-def voila(tmp_path: Path) -> Iterator[Callable[[str | Path], str]]:
+def voila(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str | Path], str]]:
     """Factory: `voila("book/x.ipynb")` serves that notebook on 127.0.0.1 and returns its URL.
 
     Each server is stopped at the end of the test; its log is in the test's tmp_path (voila-<port>.log)
-    and is printed when the server fails to start.
+    and is printed when the server fails to start. One Voila test runs at a time across pytest-xdist
+    workers (a file lock): when two Voila servers start kernels at once, one kernel often never
+    connects and its page stays empty (3 of 4 tries here), while one at a time never stalled.
     """
     if shutil.which("voila") is None and not _importable("voila"):
         pytest.skip("voila is not installed (pip install -r requirements.txt)")
+    lock = (tmp_path_factory.getbasetemp().parent / "voila.lock").open("w")  # shared by all workers
+    fcntl.flock(lock, fcntl.LOCK_EX)
     servers: list[subprocess.Popen] = []
 
     def serve(notebook: str | Path) -> str:
@@ -114,6 +119,7 @@ def voila(tmp_path: Path) -> Iterator[Callable[[str | Path], str]]:
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait()
+    lock.close()  # releases the lock
 
 
 def _importable(module: str) -> bool:
