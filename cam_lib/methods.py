@@ -20,9 +20,12 @@ METHODS: dict[str, Method] = {}
 
 
 def register(name: str) -> Callable[[Method], Method]:
-    """Add a method to ``METHODS`` under ``name`` (lower case)."""
+    """Add a method to ``METHODS`` under ``name`` in lower case (``explain`` looks names up lower-cased)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"a method needs a non-empty name, got {name!r}")
+
     def add(method: Method) -> Method:
-        METHODS[name] = method
+        METHODS[name.strip().lower()] = method
         return method
     return add
 

@@ -1,18 +1,24 @@
-"""How good is a saliency map? Faithfulness and localisation metrics, with one entry point, ``evaluate``.
+"""How good is a saliency map? Faithfulness and localisation metrics in one registry, one entry point ``evaluate``.
 
 Masking is done on the normalised input (0 = the dataset's mean colour) and scores are softmax
 probabilities of the explained class ``c``: ``Y = p_c(x)``, ``O = p_c(x * S)``, ``D = p_c(x * (1 - S))``.
-Per-image values are in the papers' units: percent for IC, AD, ADD, the pointing game, Coherency and
-Complexity (the ShapleyCAM paper's x100), [0, 1] for insertion and deletion AUC. ``summarise`` turns them
-into means with 95 % bootstrap intervals, and adds ADCC, which is defined on dataset averages.
+Per-image values are in the papers' units: percent for IC, AD, ADD, the pointing games, Coherency and
+Complexity (the ShapleyCAM paper's x100), [0, 1] for insertion and deletion AUC and ROAD, [-1, 1] for the
+correlations. ``summarise`` turns them into means with 95 % bootstrap intervals, and adds the metrics that
+are defined on dataset averages (ADCC, ARCC).
+
+Each metric is registered once in ``METRICS`` with the way it is better (higher or lower) and the inputs it
+needs; adding a metric is one decorated function here.
 
 >>> exp = cam_lib.explain(model, images, layer, "lift")  # doctest: +SKIP
->>> table = cam_lib.metrics.evaluate(model, images, exp, ["ic", "ad", "add", "insertion"])  # doctest: +SKIP
+>>> table = cam_lib.metrics.evaluate(model, images, exp, ["ic", "ad", "add", "road"])  # doctest: +SKIP
 >>> cam_lib.metrics.summarise(table)  # doctest: +SKIP
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Callable, Optional, Sequence
 
 import pandas as pd
 import torch
@@ -21,12 +27,12 @@ from torch import Tensor, nn
 from torchvision.transforms.functional import gaussian_blur
 
 from .explain import Explainer, Explanation
+from .game import ChannelGame
+from .imputation import noisy_linear_imputation
 from .state import evaluating
 
-METRICS = ("ic", "ad", "add", "add_clamped", "insertion", "deletion", "pointing_box", "pointing_mask",
-           "coherency", "complexity", "local_accuracy_gap", "cosine")
-NEEDS_EXPLANATION = {"coherency", "local_accuracy_gap", "cosine"}
 INSERTION_STARTS = ("zeros", "blur")
+ROAD_PERCENTAGES = (10, 20, 30, 40, 50, 60, 70, 80, 90)  # Rong et al. 2022
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,6 +186,323 @@ def cosine_similarity(alpha: Tensor, reference: Tensor) -> Tensor:
     return torch.where(norms > 0, (alpha * reference).sum(1) / torch.where(norms > 0, norms, 1.0), 0.0)
 
 
+def argmax_pointing_game(saliency: Tensor, region: Tensor, tolerance: int = 0) -> Tensor:
+    """The standard pointing game (Zhang et al. 2018): ``100 * 1[argmax S in region]`` per image.
+
+    The region is first grown by ``tolerance`` pixels (Zhang et al. use 15 at 224 x 224). Where several
+    pixels share the maximum, the hit is the fraction of them inside the region, the expected hit of a
+    random tie-break: a constant map (all zeros) scores the region's share of the image.
+    """
+    region = region.to(saliency)
+    if tolerance > 0:
+        region = F.max_pool2d(region[:, None], 2 * tolerance + 1, stride=1, padding=tolerance)[:, 0]
+    peak = saliency == saliency.flatten(1).amax(1)[:, None, None]
+    return 100 * (peak * region).sum((-2, -1)) / peak.sum((-2, -1))
+
+
+def road_curves(model: nn.Module, images: Tensor, saliency: Tensor, target: Tensor, extra_inputs: tuple = (),
+                percentages: Sequence[float] = ROAD_PERCENTAGES, noise: float = 0.01, seed: int = 0,
+                batch_size: int = 256) -> tuple[Tensor, Tensor]:
+    """ROAD (Rong et al. 2022): ``p_c`` after removing the most (MoRF) and the least (LeRF) relevant
+    ``p`` percent of pixels, each removed pixel filled by noisy linear imputation: two ``[B, T]`` curves.
+
+    Imputing from the neighbours, instead of painting the mean colour, keeps the removal pattern's shape
+    from telling the model which pixels were removed.
+    """
+    fractions = torch.tensor([p / 100 for p in percentages], device=images.device)
+    generator = torch.Generator(images.device).manual_seed(seed)
+    steps = len(fractions)
+    morf, lerf = [], []
+    for index in torch.arange(len(images), device=images.device).split(max(1, batch_size // (2 * steps))):
+        most = top_pixel_masks(saliency[index], fractions)             # the top p: removed by MoRF
+        kept_by_lerf = top_pixel_masks(saliency[index], 1 - fractions)  # the top 1 - p: kept by LeRF
+        keep = torch.cat([1 - most, kept_by_lerf], 1).flatten(0, 1)    # [b * 2T, H, W]
+        repeated = images[index].repeat_interleave(2 * steps, 0)
+        imputed = noisy_linear_imputation(repeated, keep, noise, generator)
+        scores = class_probability(model, imputed, target, extra_inputs, index.repeat_interleave(2 * steps),
+                                   batch_size).view(len(index), 2, steps)
+        morf.append(scores[:, 0])
+        lerf.append(scores[:, 1])
+    return torch.cat(morf), torch.cat(lerf)
+
+
+def random_subsets(count: int, size: int, fraction: float, seed: int, device: torch.device) -> Tensor:
+    """``[count, size]`` 0/1 rows, each with ``round(fraction * size)`` ones at random places (seeded)."""
+    generator = torch.Generator().manual_seed(seed)
+    chosen = torch.rand(count, size, generator=generator).argsort(1) < max(1, round(fraction * size))
+    return chosen.float().to(device)
+
+
+def faithfulness_correlation(model: nn.Module, images: Tensor, saliency: Tensor, target: Tensor,
+                             extra_inputs: tuple = (), n_subsets: int = 64, fraction: float = 0.25,
+                             patch: int = 4, seed: int = 0, batch_size: int = 256) -> Tensor:
+    """Faithfulness correlation (Bhatt et al. 2020; Sensitivity-N of Ancona et al. 2018 with
+    ``N = fraction`` of the patches): per image, the Pearson correlation over ``n_subsets`` random sets
+    ``T`` of ``patch x patch`` patches between ``sum_{i in T} S_i`` and ``Y - p_c(x * (1 - 1_T))``.
+
+    A map whose values add up like the model's output drops scores 1; the same subsets serve every image.
+    """
+    height, width = images.shape[-2:]
+    grid = (height // patch, width // patch)
+    if min(grid) < 1:
+        raise ValueError(f"patch {patch} is larger than the images ({height} x {width}); use a smaller patch")
+    cells = random_subsets(n_subsets, grid[0] * grid[1], fraction, seed, images.device).view(n_subsets, 1, *grid)
+    removed = F.interpolate(cells, size=(height, width), mode="nearest")[:, 0]  # [n, H, W]
+    attribution = torch.einsum("bhw,nhw->bn", saliency, removed)
+    rows = torch.arange(len(images), device=images.device)
+    full = class_probability(model, images, target, extra_inputs, rows, batch_size)
+    dropped = torch.cat([class_probability(model, (images[index, None] * (1 - removed[None, :, None])).flatten(0, 1),
+                                           target, extra_inputs, index.repeat_interleave(n_subsets), batch_size)
+                         .view(len(index), n_subsets)
+                         for index in rows.split(max(1, batch_size // n_subsets))])
+    return pearson(attribution, full[:, None] - dropped)
+
+
+def channel_correlation(game: ChannelGame, alpha: Tensor, n_subsets: int = 64, fraction: float = 0.25,
+                        seed: int = 0) -> Tensor:
+    """Faithfulness correlation on the game's own players: per image, the Pearson correlation over
+    ``n_subsets`` random coalitions ``T`` (``fraction`` of the K channels) between ``sum_{k in T} alpha_k`` and
+    ``v(N) - v(N minus T)``. Shapley values of an additive game, and LIFT-CAM on a linear head, score 1."""
+    removed = random_subsets(n_subsets, game.num_players, fraction, seed, alpha.device)
+    drops = game.score[:, None] - game.coalition_values(1 - removed)
+    return pearson(alpha @ removed.T, drops)
+
+
+def arcc(coherence: Tensor, simplicity: Tensor, road_combined: Tensor) -> Tensor:
+    """ARCC in percent from Coherency and Complexity in percent and ROAD combined (dataset averages):
+    ``3 / (1/Coh + 1/(1 - Com) + 1/R)`` with ``R = clip(2 ROAD, 0, 1)``, ADCC with ROAD in place of AD;
+    0 when any of the three terms is 0."""
+    terms = torch.stack([coherence / 100, 1 - simplicity / 100, (2 * road_combined).clamp(0, 1)])
+    positive = (terms > 0).all(0)
+    harmonic = 3 / (1 / torch.where(terms > 0, terms, 1.0)).sum(0)
+    return 100 * torch.where(positive, harmonic, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Scoring:
+    """Everything a metric may read for one batch, with the model passes that several metrics share
+    computed once (``probabilities``, ``curves``, ``road``)."""
+
+    model: nn.Module
+    images: Tensor
+    saliency: Tensor
+    target: Tensor
+    extra_inputs: tuple = ()
+    explanation: Optional[Explanation] = None
+    rerun: Optional[Callable[[Tensor], Tensor]] = None
+    explainer: Optional[Explainer] = None
+    boxes: Optional[Tensor] = None
+    masks: Optional[Tensor] = None
+    reference_alpha: Optional[Tensor] = None
+    steps: int = 41
+    insertion_start: str = "zeros"
+    road_percentages: Sequence[float] = ROAD_PERCENTAGES
+    road_noise: float = 0.01
+    n_subsets: int = 64
+    subset_fraction: float = 0.25
+    patch: int = 4
+    pointing_tolerance: int = 0
+    seed: int = 0
+    batch_size: int = 256
+
+    @cached_property
+    def rows(self) -> Tensor:
+        return torch.arange(len(self.images), device=self.images.device)
+
+    @cached_property
+    def probabilities(self) -> Tensor:
+        """``[3, B]``: ``Y = p_c(x)``, ``O = p_c(x * S)``, ``D = p_c(x * (1 - S))``."""
+        masked = torch.cat([self.images, self.images * self.saliency[:, None], self.images * (1 - self.saliency[:, None])])
+        return class_probability(self.model, masked, self.target, self.extra_inputs, self.rows.repeat(3),
+                                 self.batch_size).view(3, -1)
+
+    @cached_property
+    def curves(self) -> tuple[Tensor, Tensor]:
+        return insertion_deletion_curves(self.model, self.images, self.saliency, self.target, self.extra_inputs,
+                                         self.steps, self.insertion_start, self.batch_size)
+
+    @cached_property
+    def road(self) -> tuple[Tensor, Tensor]:
+        return road_curves(self.model, self.images, self.saliency, self.target, self.extra_inputs,
+                           self.road_percentages, self.road_noise, self.seed, self.batch_size)
+
+    @cached_property
+    def region_boxes(self) -> Tensor:
+        return boxes_to_masks(self.boxes, self.saliency.shape[-2:]).to(self.saliency)
+
+    @cached_property
+    def region_masks(self) -> Tensor:
+        return _check_masks(self.masks, self.saliency)
+
+    def explainer_for(self) -> Explainer:
+        self.explainer = self.explainer or Explainer(self.model, self.explanation.layer)
+        return self.explainer
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric: its direction, units, the inputs it needs, and how it is computed.
+
+    ``compute`` gives per-image values from a ``Scoring``; a dataset-level metric instead has ``combine``,
+    applied in ``summarise`` to the means of the metrics it ``combines``.
+    """
+
+    name: str
+    higher_is_better: bool
+    unit: str
+    needs: frozenset[str]
+    compute: Optional[Callable[[Scoring], Tensor]] = None
+    combines: tuple[str, ...] = ()
+    combine: Optional[Callable[..., Tensor]] = None
+    description: str = ""
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(name: str, higher_is_better: bool, unit: str, needs: Sequence[str] = ()) -> Callable:
+    """Add a per-image metric ``compute(scoring) -> [B]`` to ``METRICS``; its docstring describes it."""
+    def add(compute: Callable[[Scoring], Tensor]) -> Callable[[Scoring], Tensor]:
+        METRICS[name] = Metric(name, higher_is_better, unit, frozenset(needs), compute,
+                               description=(compute.__doc__ or "").strip())
+        return compute
+    return add
+
+
+def register_combination(name: str, higher_is_better: bool, unit: str, combines: Sequence[str],
+                         combine: Callable[..., Tensor]) -> None:
+    """Add a dataset-level metric, ``combine(*means of combines)``, computed by ``summarise``."""
+    METRICS[name] = Metric(name, higher_is_better, unit, frozenset(), combines=tuple(combines), combine=combine,
+                           description=(combine.__doc__ or "").strip().splitlines()[0])
+
+
+@register_metric("ic", True, "%")
+def _ic(s: Scoring) -> Tensor:
+    """Increase in Confidence (Chattopadhay et al. 2018): share of images where keeping ``x * S`` raises p_c."""
+    return increase_in_confidence(s.probabilities[0], s.probabilities[1])
+
+
+@register_metric("ad", False, "%")
+def _ad(s: Scoring) -> Tensor:
+    """Average Drop: ``max(0, Y - O) / Y`` when only ``x * S`` is kept."""
+    return average_drop(s.probabilities[0], s.probabilities[1])
+
+
+@register_metric("add", True, "%")
+def _add(s: Scoring) -> Tensor:
+    """Average Drop in Deletion (LIFT-CAM): ``(Y - D) / Y`` when ``x * S`` is removed."""
+    return drop_in_deletion(s.probabilities[0], s.probabilities[2])
+
+
+@register_metric("add_clamped", True, "%")
+def _add_clamped(s: Scoring) -> Tensor:
+    """ADD clamped at 0, as the ShapleyCAM code computes it."""
+    return drop_in_deletion(s.probabilities[0], s.probabilities[2], clamp=True)
+
+
+@register_metric("insertion", True, "AUC")
+def _insertion(s: Scoring) -> Tensor:
+    """Insertion AUC: p_c as the most salient pixels are inserted into a blank (or blurred) image."""
+    return area_under_curve(s.curves[0])
+
+
+@register_metric("deletion", False, "AUC")
+def _deletion(s: Scoring) -> Tensor:
+    """Deletion AUC: p_c as the most salient pixels are painted with the mean colour."""
+    return area_under_curve(s.curves[1])
+
+
+@register_metric("road_morf", False, "p_c")
+def _road_morf(s: Scoring) -> Tensor:
+    """ROAD, most relevant first: mean p_c after removing the top p % (imputed), over the percentages."""
+    return s.road[0].mean(1)
+
+
+@register_metric("road_lerf", True, "p_c")
+def _road_lerf(s: Scoring) -> Tensor:
+    """ROAD, least relevant first: mean p_c after removing the bottom p % (imputed), over the percentages."""
+    return s.road[1].mean(1)
+
+
+@register_metric("road", True, "p_c")
+def _road(s: Scoring) -> Tensor:
+    """ROAD combined: ``mean_p (LeRF_p - MoRF_p) / 2``, in [-0.5, 0.5]."""
+    return (s.road[1] - s.road[0]).mean(1) / 2
+
+
+@register_metric("pointing_box", True, "%", needs=("boxes",))
+def _pointing_box(s: Scoring) -> Tensor:
+    """Energy-based pointing game on the boxes: share of the map's energy inside them."""
+    return energy_pointing_game(s.saliency, s.region_boxes)
+
+
+@register_metric("pointing_mask", True, "%", needs=("masks",))
+def _pointing_mask(s: Scoring) -> Tensor:
+    """Energy-based pointing game on the pixel masks."""
+    return energy_pointing_game(s.saliency, s.region_masks)
+
+
+@register_metric("pointing_game_box", True, "%", needs=("boxes",))
+def _pointing_game_box(s: Scoring) -> Tensor:
+    """Standard pointing game on the boxes: does the map's maximum fall inside them?"""
+    return argmax_pointing_game(s.saliency, s.region_boxes, s.pointing_tolerance)
+
+
+@register_metric("pointing_game_mask", True, "%", needs=("masks",))
+def _pointing_game_mask(s: Scoring) -> Tensor:
+    """Standard pointing game on the pixel masks."""
+    return argmax_pointing_game(s.saliency, s.region_masks, s.pointing_tolerance)
+
+
+@register_metric("complexity", False, "%")
+def _complexity(s: Scoring) -> Tensor:
+    """Complexity (Poppi et al. 2021): ``mean |S|``; lower is simpler."""
+    return complexity(s.saliency)
+
+
+@register_metric("coherency", True, "%", needs=("rerun",))
+def _coherency(s: Scoring) -> Tensor:
+    """Coherency (Poppi et al. 2021): the map should survive rerunning the method on ``x * S``."""
+    masked = s.images * s.saliency[:, None]
+    return coherency(s.saliency, s.rerun(masked))
+
+
+@register_metric("faithfulness_correlation", True, "r")
+def _faithfulness_correlation(s: Scoring) -> Tensor:
+    """Faithfulness correlation / Sensitivity-N on random sets of pixel patches."""
+    return faithfulness_correlation(s.model, s.images, s.saliency, s.target, s.extra_inputs, s.n_subsets,
+                                    s.subset_fraction, s.patch, s.seed, s.batch_size)
+
+
+@register_metric("channel_correlation", True, "r", needs=("explanation",))
+def _channel_correlation(s: Scoring) -> Tensor:
+    """Faithfulness correlation on random coalitions of channels, the game's own players."""
+    explanation = s.explanation
+    game = s.explainer_for().game(s.images, explanation.target, explanation.utility, extra_inputs=s.extra_inputs)
+    with evaluating(s.model):
+        return channel_correlation(game, explanation.alpha, s.n_subsets, s.subset_fraction, s.seed)
+
+
+@register_metric("local_accuracy_gap", False, "|u|", needs=("explanation",))
+def _local_accuracy_gap(s: Scoring) -> Tensor:
+    """``|sum_k alpha_k - (v(N) - v(empty))|``: 0 for Shapley values and LIFT-CAM."""
+    return s.explanation.local_accuracy_gap
+
+
+@register_metric("cosine", True, "cos", needs=("explanation", "reference_alpha"))
+def _cosine(s: Scoring) -> Tensor:
+    """Cosine similarity of alpha to reference coefficients (SHAP-CAM_10000 in the papers)."""
+    return cosine_similarity(s.explanation.alpha, _check_reference(s.reference_alpha, s.explanation.alpha))
+
+
+register_combination("adcc", True, "%", ("ad", "coherency", "complexity"), adcc)
+register_combination("arcc", True, "%", ("coherency", "complexity", "road"), arcc)
+
+
 # ---------------------------------------------------------------------------------------------
 # The entry point
 # ---------------------------------------------------------------------------------------------
@@ -189,48 +512,37 @@ def evaluate(model: nn.Module, images: Tensor, explanation: Explanation | Tensor
              extra_inputs: tuple = (), boxes: Optional[Sequence[Tensor] | Tensor] = None,
              masks: Optional[Tensor] = None, reference_alpha: Optional[Tensor] = None,
              explainer: Optional[Explainer] = None, method_options: Optional[dict] = None,
-             steps: int = 41, insertion_start: str = "zeros", batch_size: int = 256) -> pd.DataFrame:
-    """Per-image values of ``metrics`` for the saliency maps of ``explanation``: a tidy DataFrame with
-    columns ``image``, ``metric``, ``value``.
+             rerun: Optional[Callable[[Tensor], Tensor]] = None, steps: int = 41, insertion_start: str = "zeros",
+             road_percentages: Sequence[float] = ROAD_PERCENTAGES, road_noise: float = 0.01, n_subsets: int = 64,
+             subset_fraction: float = 0.25, patch: int = 4, pointing_tolerance: int = 0, seed: int = 0,
+             batch_size: int = 256) -> pd.DataFrame:
+    """Per-image values of ``metrics`` (names in ``METRICS``) for the saliency maps of ``explanation``:
+    a tidy DataFrame with columns ``image``, ``metric``, ``value``.
 
     ``explanation``: an ``Explanation`` or saliency maps ``[B, H, W]`` in [0, 1] (then ``target`` is the
-    explained class, default the predicted one). Metrics (``METRICS``): ``ic``, ``ad``, ``add``,
-    ``add_clamped``, ``insertion``, ``deletion`` (``steps`` values of ``delta``; ``insertion_start`` "zeros"
-    as LIFT-CAM or "blur" as RISE), ``pointing_box`` (needs ``boxes``), ``pointing_mask`` (needs ``masks``),
-    ``complexity``, and, for an ``Explanation`` only, ``coherency`` (reruns the method; pass ``explainer``
-    to reuse one and ``method_options`` such as ``n_permutations``), ``local_accuracy_gap`` and ``cosine``
-    (to ``reference_alpha`` ``[B, K]``). ``extra_inputs`` (a VQA question) are repeated for every masked copy.
+    explained class, default the predicted one). Inputs some metrics need: ``boxes`` / ``masks`` (pointing
+    games), ``reference_alpha`` ``[B, K]`` (``cosine``), an ``Explanation`` (``local_accuracy_gap``,
+    ``cosine``, ``channel_correlation``), and for ``coherency`` either an ``Explanation`` (the method is
+    rerun on ``x * S``: pass ``explainer`` to reuse one and ``method_options`` such as ``n_permutations``)
+    or ``rerun``, a function from masked images to their saliency maps. Settings: ``steps`` and
+    ``insertion_start`` ("zeros" as LIFT-CAM, "blur" as RISE) for insertion/deletion; ``road_percentages``
+    and ``road_noise`` for ROAD; ``n_subsets``, ``subset_fraction`` and ``patch`` (pixels) for the
+    correlations; ``pointing_tolerance`` (pixels) for the standard pointing game; ``seed`` for every random
+    choice. ``extra_inputs`` (a VQA question) are repeated for every masked copy.
     """
-    metrics = _check_metrics(metrics, explanation, boxes, masks, reference_alpha)
+    metrics = _check_metrics(metrics, explanation, boxes, masks, reference_alpha, rerun)
     images, extra_inputs, saliency, target = _check_inputs(model, images, explanation, target, extra_inputs)
-    values: dict[str, Tensor] = {}
-    scored = {"ic", "ad", "add", "add_clamped"} & set(metrics)
-    if scored:
-        full, kept, removed = class_probability(
-            model, torch.cat([images, images * saliency[:, None], images * (1 - saliency[:, None])]), target,
-            extra_inputs, torch.arange(len(images), device=images.device).repeat(3), batch_size).view(3, -1)
-        values |= {"ic": increase_in_confidence(full, kept), "ad": average_drop(full, kept),
-                   "add": drop_in_deletion(full, removed), "add_clamped": drop_in_deletion(full, removed, True)}
-    if {"insertion", "deletion"} & set(metrics):
-        curves = insertion_deletion_curves(model, images, saliency, target, extra_inputs, steps,
-                                           insertion_start, batch_size)
-        values |= {"insertion": area_under_curve(curves[0]), "deletion": area_under_curve(curves[1])}
-    if "pointing_box" in metrics:
-        values["pointing_box"] = energy_pointing_game(saliency, boxes_to_masks(boxes, saliency.shape[-2:]).to(saliency))
-    if "pointing_mask" in metrics:
-        values["pointing_mask"] = energy_pointing_game(saliency, _check_masks(masks, saliency))
-    if "complexity" in metrics:
-        values["complexity"] = complexity(saliency)
-    if "coherency" in metrics:
-        explainer = explainer or Explainer(model, explanation.layer)
-        rerun = explainer(images * saliency[:, None], explanation.method, target, explanation.utility,
-                          extra_inputs=extra_inputs, **(method_options or {})).saliency
-        values["coherency"] = coherency(saliency, rerun)
-    if "local_accuracy_gap" in metrics:
-        values["local_accuracy_gap"] = explanation.local_accuracy_gap
-    if "cosine" in metrics:
-        values["cosine"] = cosine_similarity(explanation.alpha, _check_reference(reference_alpha, explanation.alpha))
-    return _tidy({name: values[name] for name in metrics})
+    if insertion_start not in INSERTION_STARTS:
+        raise ValueError(f"insertion start must be one of {INSERTION_STARTS}, got {insertion_start!r}")
+    is_explanation = isinstance(explanation, Explanation)
+    scoring = Scoring(model, images, saliency, target, extra_inputs, explanation if is_explanation else None,
+                      rerun, explainer, boxes, masks, reference_alpha, steps, insertion_start, road_percentages,
+                      road_noise, n_subsets, subset_fraction, patch, pointing_tolerance, seed, batch_size)
+    if scoring.rerun is None and is_explanation:
+        scoring.rerun = lambda masked: scoring.explainer_for()(
+            masked, explanation.method, target, explanation.utility, extra_inputs=extra_inputs,
+            **(method_options or {})).saliency
+    return _tidy({name: METRICS[name].compute(scoring) for name in metrics})
 
 
 def _tidy(values: dict[str, Tensor]) -> pd.DataFrame:
@@ -240,20 +552,35 @@ def _tidy(values: dict[str, Tensor]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def applicable(metric_names: Sequence[str], has_explanation: bool) -> list[str]:
+    """The metrics of ``metric_names`` that bare saliency maps (or, with ``has_explanation``, an Explanation)
+    can be scored on, given a ``rerun`` for Coherency: a control map has no coefficients alpha."""
+    return [m for m in metric_names if has_explanation or "explanation" not in METRICS[m].needs]
+
+
 def _check_metrics(metrics: Sequence[str], explanation: Explanation | Tensor, boxes, masks,
-                   reference_alpha) -> list[str]:
-    """Known metric names, each with the inputs it needs."""
+                   reference_alpha, rerun) -> list[str]:
+    """Known per-image metric names, each with the inputs it needs."""
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
-        raise ValueError(f"unknown metrics {unknown}; choose from {list(METRICS)} (ADCC comes from summarise)")
-    if not isinstance(explanation, Explanation) and NEEDS_EXPLANATION & set(metrics):
-        raise ValueError(f"metrics {sorted(NEEDS_EXPLANATION & set(metrics))} need an Explanation, "
-                         "not bare saliency maps")
-    for metric, given, name in (("pointing_box", boxes, "boxes"), ("pointing_mask", masks, "masks"),
-                                ("cosine", reference_alpha, "reference_alpha")):
-        if metric in metrics and given is None:
-            raise ValueError(f"metric {metric!r} needs {name}=...")
+        raise ValueError(f"unknown metrics {unknown}; choose from {list(METRICS)}")
+    combined = [m for m in metrics if METRICS[m].compute is None]
+    if combined:
+        raise ValueError(f"metrics {combined} are defined on dataset averages: evaluate the metrics they combine "
+                         f"({', '.join(sorted({c for m in combined for c in METRICS[m].combines}))}), "
+                         "then summarise() adds them")
+    is_explanation = isinstance(explanation, Explanation)
+    needing = sorted(m for m in metrics if "explanation" in METRICS[m].needs
+                     or ("rerun" in METRICS[m].needs and rerun is None))
+    if not is_explanation and needing:
+        raise ValueError(f"metrics {needing} need an Explanation, not bare saliency maps "
+                         "(Coherency also accepts rerun=, a function from masked images to maps)")
+    given = {"boxes": boxes, "masks": masks, "reference_alpha": reference_alpha}
+    for metric in metrics:
+        for need in sorted(METRICS[metric].needs & set(given)):
+            if given[need] is None:
+                raise ValueError(f"metric {metric!r} needs {need}=...")
     return metrics
 
 
@@ -313,9 +640,9 @@ def bootstrap_means(values: Tensor, n_resamples: int = 1000, seed: int = 0) -> T
 def summarise(table: pd.DataFrame, n_resamples: int = 1000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """Mean and percentile bootstrap interval of each metric, per group of the other columns.
 
-    Groups are all columns but ``image``, ``metric`` and ``value``. Where a group has ``ad``, ``coherency``
-    and ``complexity`` on the same images, an ``adcc`` row is added: ADCC of the three means, its interval
-    from the same resamples.
+    Groups are all columns but ``image``, ``metric`` and ``value``. Where a group has every metric that a
+    dataset-level metric combines (ADCC: AD, Coherency, Complexity; ARCC: Coherency, Complexity, ROAD) on
+    the same images, that metric is added: the combination of the means, its interval from the same resamples.
     """
     groups = [c for c in table.columns if c not in ("image", "metric", "value")]
     rows = []
@@ -324,16 +651,17 @@ def summarise(table: pd.DataFrame, n_resamples: int = 1000, level: float = 0.95,
         names = list(wide.columns)
         means = torch.tensor(wide.mean().to_numpy())[None]
         resampled = _resample_columns(wide, n_resamples, seed)
-        if {"ad", "coherency", "complexity"} <= set(names):
-            pick = [names.index(m) for m in ("ad", "coherency", "complexity")]
-            means = torch.cat([means, adcc(*means[:, pick].T)[:, None]], 1)
-            resampled = torch.cat([resampled, adcc(*resampled[:, pick].T)[:, None]], 1)
-            names.append("adcc")
+        counts = wide.notna().sum().to_dict()
+        for metric in METRICS.values():
+            if metric.combine is None or not set(metric.combines) <= set(names):
+                continue
+            pick = [names.index(m) for m in metric.combines]
+            means = torch.cat([means, metric.combine(*means[:, pick].T)[:, None]], 1)
+            resampled = torch.cat([resampled, metric.combine(*resampled[:, pick].T)[:, None]], 1)
+            names.append(metric.name)
+            counts[metric.name] = min(counts[m] for m in metric.combines)
         low, high = _percentiles(resampled, level)
         key = key if isinstance(key, tuple) else (key,)
-        counts = wide.notna().sum().to_dict()
-        if "adcc" in names:
-            counts["adcc"] = min(counts[m] for m in ("ad", "coherency", "complexity"))
         rows += [dict(zip(groups, key), metric=name, mean=float(means[0, i]), low=float(low[i]),
                       high=float(high[i]), n=int(counts[name])) for i, name in enumerate(names)]
     return pd.DataFrame(rows)
@@ -356,7 +684,9 @@ def _percentiles(resampled: Tensor, level: float) -> tuple[Tensor, Tensor]:
     return low, high
 
 
-__all__ = ["METRICS", "evaluate", "summarise", "class_probability", "top_pixel_masks", "blurred",
-           "insertion_deletion_curves", "increase_in_confidence", "average_drop", "drop_in_deletion",
-           "area_under_curve", "energy_pointing_game", "boxes_to_masks", "complexity", "pearson", "coherency",
-           "adcc", "cosine_similarity", "bootstrap_means"]
+__all__ = ["METRICS", "Metric", "Scoring", "register_metric", "register_combination", "evaluate", "applicable",
+           "summarise", "class_probability", "top_pixel_masks", "blurred", "insertion_deletion_curves",
+           "increase_in_confidence", "average_drop", "drop_in_deletion", "area_under_curve",
+           "energy_pointing_game", "argmax_pointing_game", "road_curves", "random_subsets",
+           "faithfulness_correlation", "channel_correlation", "boxes_to_masks", "complexity", "pearson",
+           "coherency", "adcc", "arcc", "cosine_similarity", "bootstrap_means", "ROAD_PERCENTAGES"]

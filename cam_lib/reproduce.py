@@ -16,6 +16,7 @@ import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional, Sequence
@@ -25,13 +26,15 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from . import data, metrics, zoo
+from . import compare, controls, data, metrics, zoo
 from .explain import Explainer
 
 CLASSIFIERS = ("shapes-vgg", "shapes-resnet")
 VQA = "vqa-basic"
 FAITHFULNESS = ("gradcam", "gradcam++", "xgradcam", "hirescam", "scorecam", "ablation", "lift")
 SHAPLEY_CAMS = ("shapleycam", "shapleycam-h", "shapleycam-e")
+CONTROLS = tuple(controls.CONTROLS)  # oracle, random, centre, constant: in every table of maps
+CONTROL_UTILITY = "none"             # a control reads no utility
 BENCHMARK_SEED = zoo.HELD_OUT_SEED  # the zoo's held-out scenes: training uses seeds 1000 and up
 FULL_IMAGES = 192           # scenes per model in the full run (about 30 minutes on 2 busy CPU cores)
 FULL_REFERENCE_IMAGES = 96  # of which Table 2 compares to SHAP-CAM_10000
@@ -75,23 +78,42 @@ class Settings:
 def tables(settings: Settings) -> list[Table]:
     """The analogues of LIFT-CAM's Tables 1-6 and of ShapleyCAM's AD/Coh/Com/ADCC/IC/ADD table."""
     shap, n = tuple(f"shap_{p}" for p in settings.permutations), settings.n_images
+    mapped = FAITHFULNESS + CONTROLS
     return [
         Table("table1", "SHAP-CAM_P: more orderings, more faithful (IC, AD, ADD)", CLASSIFIERS, shap,
               ("logit",), ("ic", "ad", "add"), n),
         Table("table2", f"Cosine similarity of alpha to SHAP-CAM_{settings.reference_permutations}; "
               "local-accuracy gap", CLASSIFIERS, FAITHFULNESS + SHAPLEY_CAMS + shap, ("logit",),
               ("cosine", "local_accuracy_gap"), settings.reference_images),
-        Table("table3", "Faithfulness: IC, AD, ADD", CLASSIFIERS, FAITHFULNESS, ("logit",), ("ic", "ad", "add"), n),
-        Table("table4", "Insertion and deletion AUC (41 steps)", CLASSIFIERS, FAITHFULNESS, ("logit",),
+        Table("table3", "Faithfulness: IC, AD, ADD", CLASSIFIERS, mapped, ("logit",), ("ic", "ad", "add"), n),
+        Table("table4", "Insertion and deletion AUC (41 steps)", CLASSIFIERS, mapped, ("logit",),
               ("insertion", "deletion"), n),
-        Table("table5", "Energy-based pointing game, boxes and masks", CLASSIFIERS, FAITHFULNESS, ("logit",),
-              ("pointing_box", "pointing_mask"), n),
-        Table("table6", "VQA: IC, AD, ADD", (VQA,), FAITHFULNESS, ("logit",), ("ic", "ad", "add"), n),
+        Table("table5", "Pointing games: energy and argmax, boxes and masks", CLASSIFIERS, mapped, ("logit",),
+              ("pointing_box", "pointing_mask", "pointing_game_box", "pointing_game_mask"), n),
+        Table("table6", "VQA: IC, AD, ADD", (VQA,), mapped, ("logit",), ("ic", "ad", "add"), n),
+        Table("road", "ROAD (noisy linear imputation) and faithfulness correlation, pixels and channels",
+              CLASSIFIERS, mapped + SHAPLEY_CAMS, ("logit",),
+              ("road_morf", "road_lerf", "road", "faithfulness_correlation", "channel_correlation"), n),
         # Score-CAM is left out here: K whole-network passes per image, for 3 utilities, twice for Coherency.
-        Table("shapleycam", "ShapleyCAM paper: AD, Coherency, Complexity, (ADCC), IC, ADD", CLASSIFIERS,
-              tuple(m for m in FAITHFULNESS if m != "scorecam") + SHAPLEY_CAMS, ("logit", "softmax", "rest"),
-              ("ad", "coherency", "complexity", "ic", "add", "add_clamped"), n),
+        Table("shapleycam", "ShapleyCAM paper: AD, Coherency, Complexity, (ADCC), IC, ADD; ROAD (ARCC)",
+              CLASSIFIERS, tuple(m for m in FAITHFULNESS if m != "scorecam") + SHAPLEY_CAMS + CONTROLS,
+              ("logit", "softmax", "rest"), ("ad", "coherency", "complexity", "ic", "add", "add_clamped", "road"), n),
     ]
+
+
+def runs(table: Table) -> list[tuple[str, str]]:
+    """The (method, utility) pieces of a table: every method with every utility, except that a control
+    runs once (utility "none") and Score-CAM runs with its own softmax utility first (Wang et al. 2020),
+    the table's logit as a second row."""
+    pairs = []
+    for method in table.methods:
+        if method in CONTROLS:
+            pairs.append((method, CONTROL_UTILITY))
+        elif method == "scorecam" and table.utilities == ("logit",):
+            pairs += [("scorecam", "softmax"), ("scorecam", "logit")]
+        else:
+            pairs += [(method, utility) for utility in table.utilities]
+    return pairs
 
 
 def method_call(label: str, seed: int) -> tuple[str, dict]:
@@ -111,6 +133,12 @@ class Benchmark:
     extra_inputs: tuple
     masks: Tensor
     boxes: Tensor
+
+    @cached_property
+    def cam_size(self) -> tuple[int, int]:
+        """``(h, w)`` of the explained layer, where the controls make their maps."""
+        extra = tuple(e[:1] for e in self.extra_inputs)
+        return tuple(self.explainer.game(self.images[:1], extra_inputs=extra).activations.shape[-2:])
 
 
 def load_benchmark(name: str, n_images: int, seed: int) -> Benchmark:
@@ -165,10 +193,9 @@ def _missing(out: Path, plan: list[Table], model: str) -> dict[tuple[str, str], 
     for table in plan:
         if model not in table.models:
             continue
-        for method in table.methods:
-            for utility in table.utilities:
-                if not piece_path(out, table.name, model, method, utility).exists():
-                    groups.setdefault((method, utility), []).append(table)
+        for method, utility in runs(table):
+            if not piece_path(out, table.name, model, method, utility).exists():
+                groups.setdefault((method, utility), []).append(table)
     return groups
 
 
@@ -192,15 +219,22 @@ def _reference(out: Path, bench: Benchmark, settings: Settings, bar: tqdm) -> Te
 
 def _score_chunk(bench: Benchmark, method: str, utility: str, wanted: list[Table], rows: slice,
                  seed: int, reference: Optional[Tensor]) -> pd.DataFrame:
-    """Explain one chunk of images with one method and score it with every metric its pieces need."""
+    """Explain one chunk of images with one method (or make a control's maps) and score it with every
+    metric its pieces need; the control's rerun for Coherency makes its map again."""
     name, options = method_call(method, seed)
     images, extra = bench.images[rows], tuple(e[rows] for e in bench.extra_inputs)
-    explanation = bench.explainer(images, name, utility=utility, extra_inputs=extra, **options)
     needed = list(dict.fromkeys(m for table in wanted for m in table.metrics))
-    table = metrics.evaluate(bench.explainer.model, images, explanation, needed, extra_inputs=extra,
-                             boxes=bench.boxes[rows], masks=bench.masks[rows],
-                             reference_alpha=None if reference is None else reference[rows],
-                             explainer=bench.explainer, method_options=options)
+    shared = dict(extra_inputs=extra, boxes=bench.boxes[rows], masks=bench.masks[rows], seed=seed)
+    if method in CONTROLS:
+        image_ids = torch.arange(len(bench.images))[rows]
+        make = lambda masked: controls.saliency(method, bench.masks[rows], bench.cam_size, image_ids, seed)  # noqa: E731
+        table = metrics.evaluate(bench.explainer.model, images, make(images), metrics.applicable(needed, False),
+                                 rerun=make, **shared)
+    else:
+        explanation = bench.explainer(images, name, utility=utility, extra_inputs=extra, **options)
+        table = metrics.evaluate(bench.explainer.model, images, explanation, needed,
+                                 reference_alpha=None if reference is None else reference[rows],
+                                 explainer=bench.explainer, method_options=options, **shared)
     table["image"] += rows.start
     return table
 
@@ -242,70 +276,75 @@ def load(out: str | Path) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 
 FLOAT_TIE = 1e-3  # percent: differences of means below this are float noise
-HIGHER_IS_BETTER = {"ic": True, "ad": False, "add": True, "insertion": True, "deletion": False, "cosine": True}
-
-
-def paired_difference(values: pd.DataFrame, metric: str, first: dict, second: dict,
-                      n_resamples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of ``first - second`` over the images both have, with a 95 % paired bootstrap interval.
-
-    ``first``/``second`` select rows by column values, e.g. ``{"table": "table3", "method": "lift"}``.
-    """
-    def pick(selection: dict) -> pd.Series:
-        mask = values.metric == metric
-        for column, value in selection.items():
-            mask &= values[column] == value
-        return values[mask].set_index("image").value
-
-    joined = pd.concat([pick(first), pick(second)], axis=1, join="inner").to_numpy()
-    difference = torch.tensor(joined[:, 0] - joined[:, 1])[:, None]
-    low, high = torch.quantile(metrics.bootstrap_means(difference, n_resamples, seed)[:, 0].double(),
-                               torch.tensor([0.025, 0.975], dtype=torch.float64))
-    return float(difference.mean()), float(low), float(high)
-
-
-def _verdict(low: float, high: float) -> str:
-    """An interval of an improvement: above 0, below 0, or across 0."""
-    return "better" if low > 0 else "worse" if high < 0 else "tie (interval contains 0)"
 
 
 def checks(values: pd.DataFrame, summary: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-    """The issue's expectations, one row each: claim, model, value with interval, expectation, verdict."""
+    """The issue's expectations, one row each: claim, model, value with interval, expectation, verdict, and
+    whether the metric is informative here (its oracle beats random), first the controls' own rows."""
     rows = []
     mean = summary.set_index(["table", "model", "method", "utility", "metric"])
     for model in values.model.unique():
         here = values[values.model == model]
-        rows += _table1_checks(here, mean, model, settings)
+        control_rows = _control_checks(here, model)
+        informative = {(row["table"], row["metric"]): row["holds"] for row in control_rows}
+        rows += control_rows
+        rows += _table1_checks(here, mean, model, settings, informative)
         if "table2" in set(here.table):
             rows += _table2_checks(here, mean, model, settings)
-        for table, names in (("table3", ("ic", "ad", "add")), ("table4", ("insertion", "deletion")),
-                             ("table6", ("ic", "ad", "add"))):
-            for metric in names:
-                rows.append(_lift_vs_gradcam(here, model, table, metric))
+        for table in ("table3", "table4", "table6", "road"):
+            for metric in dict.fromkeys(here[here.table == table].metric):
+                rows.append(_lift_vs_gradcam(here, model, table, metric, informative.get((table, metric))))
         if "shapleycam" in set(here.table):
-            rows += _shapleycam_checks(here, mean, model)
-    return pd.DataFrame([row for row in rows if row is not None])
+            rows += _shapleycam_checks(here, mean, model, informative)
+    found = pd.DataFrame([row for row in rows if row is not None])
+    return found.drop(columns=["table", "metric"], errors="ignore")
 
 
-def _lift_vs_gradcam(values: pd.DataFrame, model: str, table: str, metric: str) -> Optional[dict]:
-    """LIFT-CAM at least as faithful as Grad-CAM: the paired improvement must not be significantly negative."""
+def _control_checks(values: pd.DataFrame, model: str) -> list[dict]:
+    """Does each metric rank the oracle above random, with a paired interval that excludes 0? A metric that
+    does not is uninformative on this benchmark: no verdict about a method is drawn from it. A dataset-level
+    metric (ADCC, ARCC) is tested itself, by the paired bootstrap of the combination."""
+    rows = []
+    for table in dict.fromkeys(values.table):
+        here = values[values.table == table]
+        if not {"oracle", "random"} <= set(here.method):
+            continue
+        measured = list(dict.fromkeys(here[here.method == "oracle"].metric))
+        combined = [m.name for m in metrics.METRICS.values() if m.combine and set(m.combines) <= set(measured)]
+        for metric in measured + combined:
+            found = compare.improvement(here, metric, {"method": "oracle"}, {"method": "random"})
+            rows.append(dict(claim=f"{table}: controls: the oracle beats random on {metric} (improvement, paired)",
+                             model=model, value=found["improvement"], low=found["low"], high=found["high"],
+                             expected="> 0 (the metric sees the evidence)", holds=found["verdict"] == "better",
+                             verdict=found["verdict"], informative=found["verdict"] == "better",
+                             table=table, metric=metric))
+    return rows
+
+
+def _lift_vs_gradcam(values: pd.DataFrame, model: str, table: str, metric: str,
+                     informative: Optional[bool]) -> Optional[dict]:
+    """LIFT-CAM at least as faithful as Grad-CAM: the paired improvement must not be significantly negative;
+    not judged on a metric that fails the controls' test."""
     select = values[values.table == table]
-    if not {"lift", "gradcam"} <= set(select.method) or metric not in set(select.metric):
+    if not {"lift", "gradcam"} <= set(select.method) or metric not in set(select[select.method == "lift"].metric):
         return None
-    sign = 1 if HIGHER_IS_BETTER[metric] else -1
-    diff, low, high = paired_difference(select, metric, {"method": "lift"}, {"method": "gradcam"})
-    low, high = sorted((sign * low, sign * high))
-    verdict = _verdict(low, high)
+    found = compare.improvement(select, metric, {"method": "lift"}, {"method": "gradcam"})
+    verdict = found["verdict"] if informative is not False else (
+        f"not used: {metric} does not rank the oracle above random here ({found['verdict']})")
     return dict(claim=f"{table}: LIFT-CAM at least as faithful as Grad-CAM on {metric} (improvement, paired)",
-                model=model, value=sign * diff, low=low, high=high, expected=">= 0 (not significantly < 0)",
-                holds=verdict != "worse", verdict=verdict)
+                model=model, value=found["improvement"], low=found["low"], high=found["high"],
+                expected=">= 0 (not significantly < 0)",
+                holds=found["verdict"] != "worse" if informative is not False else None,
+                verdict=verdict, informative=informative)
 
 
-def _table1_checks(values: pd.DataFrame, mean: pd.DataFrame, model: str, settings: Settings) -> list[dict]:
+def _table1_checks(values: pd.DataFrame, mean: pd.DataFrame, model: str, settings: Settings,
+                   informative: dict) -> list[dict]:
     """SHAP-CAM_P: IC and ADD rise, AD falls, as P grows (Table 1's order).
 
     Means within ``FLOAT_TIE`` (percent) count as equal: on an additive game (a linear head) every ordering
-    gives the exact Shapley value, so every P scores the same and no order can show.
+    gives the exact Shapley value, so every P scores the same and no order can show. Whether IC, AD and ADD
+    are informative comes from the controls of Table 3 (the same metrics on the same scenes).
     """
     if "table1" not in set(values.table):
         return []
@@ -313,20 +352,18 @@ def _table1_checks(values: pd.DataFrame, mean: pd.DataFrame, model: str, setting
     first, last = (f"shap_{p}" for p in (settings.permutations[0], settings.permutations[-1]))
     for metric in ("ic", "ad", "add"):
         means = [mean.loc[("table1", model, f"shap_{p}", "logit", metric), "mean"] for p in settings.permutations]
-        sign = 1 if HIGHER_IS_BETTER[metric] else -1
+        sign = 1 if metrics.METRICS[metric].higher_is_better else -1
         steps = [sign * (b - a) for a, b in zip(means, means[1:])]
         flat = all(abs(step) < FLOAT_TIE for step in steps)
         ordered = all(step > -FLOAT_TIE for step in steps)
-        diff, low, high = paired_difference(values[values.table == "table1"], metric, {"method": last},
-                                            {"method": first})
-        low, high = sorted((sign * low, sign * high))
+        found = compare.improvement(values[values.table == "table1"], metric, {"method": last}, {"method": first})
         order = "flat: every P scores the same (exact Shapley values)" if flat else (
             "ordered" if ordered else "not ordered")
         rows.append(dict(claim=f"table1: SHAP-CAM_P ordered on {metric} "
                      f"({' / '.join(f'{m:.4g}' for m in means)} for P = {settings.permutations}); "
-                     f"value: improvement of {last} over {first}", model=model, value=sign * diff, low=low,
-                     high=high, expected="monotone in P, as in the paper", holds=ordered,
-                     verdict=f"{order}; {_verdict(low, high)}"))
+                     f"value: improvement of {last} over {first}", model=model, value=found["improvement"],
+                     low=found["low"], high=found["high"], expected="monotone in P, as in the paper", holds=ordered,
+                     verdict=f"{order}; {found['verdict']}", informative=informative.get(("table3", metric))))
     return rows
 
 
@@ -339,10 +376,10 @@ def _table2_checks(values: pd.DataFrame, mean: pd.DataFrame, model: str, setting
                  f"{'linear' if linear else 'nonlinear'} head", model=model, value=cosine["mean"],
                  low=cosine["low"], high=cosine["high"], expected=f"> {threshold} (lower bound)",
                  holds=bool(cosine["low"] > threshold), verdict="above" if cosine["low"] > threshold else "below")]
-    diff, low, high = paired_difference(values[values.table == "table2"], "cosine", {"method": "lift"},
-                                        {"method": "gradcam"})
+    found = compare.improvement(values[values.table == "table2"], "cosine", {"method": "lift"}, {"method": "gradcam"})
     rows.append(dict(claim="table2: cosine of LIFT-CAM minus cosine of Grad-CAM (paired)", model=model,
-                     value=diff, low=low, high=high, expected="> 0", holds=low > 0, verdict=_verdict(low, high)))
+                     value=found["improvement"], low=found["low"], high=found["high"], expected="> 0",
+                     holds=found["verdict"] == "better", verdict=found["verdict"]))
     for method, expected in (("ablation", "> 0.001"), ("lift", "< 0.001 (float precision)")):
         gap = mean.loc[("table2", model, method, "logit", "local_accuracy_gap")]
         nonzero = gap["low"] > 1e-3
@@ -353,26 +390,31 @@ def _table2_checks(values: pd.DataFrame, mean: pd.DataFrame, model: str, setting
     return rows
 
 
-def _shapleycam_checks(values: pd.DataFrame, mean: pd.DataFrame, model: str) -> list[dict]:
-    """ShapleyCAM vs Grad-CAM with ReST, and the utility's effect on Grad-CAM's AD (ShapleyCAM paper)."""
+def _shapleycam_checks(values: pd.DataFrame, mean: pd.DataFrame, model: str, informative: dict) -> list[dict]:
+    """ShapleyCAM vs Grad-CAM with ReST (AD, ADCC, ARCC), and the utility's effect on Grad-CAM's AD
+    (ShapleyCAM paper); ADCC and ARCC are compared by a paired bootstrap of the dataset-level combination."""
     select = values[values.table == "shapleycam"]
-    diff, low, high = paired_difference(select, "ad", {"method": "gradcam", "utility": "rest"},
-                                        {"method": "shapleycam", "utility": "rest"})
-    rows = [dict(claim="shapleycam: AD of Grad-CAM minus AD of ShapleyCAM, ReST (paired)", model=model, value=diff,
-                 low=low, high=high, expected=">= 0 (ShapleyCAM no worse)", holds=high >= 0,
-                 verdict=_verdict(low, high))]
-    diff, low, high = paired_difference(select, "ad", {"method": "gradcam", "utility": "logit"},
-                                        {"method": "gradcam", "utility": "rest"})
-    rows.append(dict(claim="shapleycam: AD of Grad-CAM with logit minus with ReST (paired)", model=model,
-                     value=diff, low=low, high=high, expected="> 0 (ReST helps)", holds=low > 0,
-                     verdict=_verdict(low, high)))
-    shapley, grad = (mean.loc[("shapleycam", model, method, "rest", "adcc")] for method in ("shapleycam", "gradcam"))
-    rows.append(dict(claim=f"shapleycam: ADCC of ShapleyCAM minus Grad-CAM, ReST (intervals: ShapleyCAM "
-                     f"[{shapley['low']:.3g}, {shapley['high']:.3g}], "
-                     f"Grad-CAM [{grad['low']:.3g}, {grad['high']:.3g}])",
-                     model=model, value=shapley["mean"] - grad["mean"], low=float("nan"), high=float("nan"),
-                     expected=">= 0", holds=bool(shapley["mean"] >= grad["mean"]),
-                     verdict="means only: compare the two intervals"))
+    shapley, grad = {"method": "shapleycam", "utility": "rest"}, {"method": "gradcam", "utility": "rest"}
+    claims = [("AD of Grad-CAM minus AD of ShapleyCAM, ReST (paired)", "ad", shapley, grad,
+               ">= 0 (ShapleyCAM no worse)", lambda v: v != "worse"),
+              ("AD of Grad-CAM with logit minus with ReST (paired)", "ad", grad, {"method": "gradcam", "utility": "logit"},
+               "> 0 (ReST helps)", lambda v: v == "better"),
+              ("ADCC of ShapleyCAM minus Grad-CAM, ReST (paired bootstrap of ADCC)", "adcc", shapley, grad,
+               ">= 0 (ShapleyCAM no worse)", lambda v: v != "worse"),
+              ("ARCC of ShapleyCAM minus Grad-CAM, ReST (paired bootstrap of ARCC)", "arcc", shapley, grad,
+               ">= 0 (ShapleyCAM no worse)", lambda v: v != "worse")]
+    rows = []
+    for claim, metric, first, second, expected, holds in claims:
+        if not set(metrics.METRICS[metric].combines or (metric,)) <= set(select.metric):
+            continue
+        found = compare.improvement(select, metric, first, second)
+        informative_here = informative.get(("shapleycam", metric))
+        rows.append(dict(claim=f"shapleycam: {claim}", model=model, value=found["improvement"], low=found["low"],
+                         high=found["high"], expected=expected,
+                         holds=holds(found["verdict"]) if informative_here is not False else None,
+                         verdict=found["verdict"] if informative_here is not False else
+                         f"not used: {metric} fails the controls' test here ({found['verdict']})",
+                         informative=informative_here))
     return rows
 
 
@@ -453,6 +495,7 @@ def write_readme(out: Path, command: list[str], settings: Settings, models: list
                                 "wall_seconds": round(wall_time, 1), "machine": _machine()}])
     invocations = pd.concat([pd.read_csv(log), invocation]) if log.exists() else invocation
     invocations.to_csv(log, index=False)
+    is_control = found.claim.str.contains("controls: the oracle beats random")
     lines = [
         "# Reproduction of the LIFT-CAM and ShapleyCAM tables on the embedded benchmark", "",
         f"- command: `{' '.join(command)}`",
@@ -470,12 +513,27 @@ def write_readme(out: Path, command: list[str], settings: Settings, models: list
         "## Tables", "", _markdown(pd.DataFrame([{k: ", ".join(v) if isinstance(v, tuple) else v
                                                    for k, v in asdict(table).items()} for table in tables(settings)])),
         "",
-        "## Checks", "", _markdown(found), "",
+        "## Controls: which metrics can tell a map from noise here", "",
+        "Each metric is informative on this benchmark only if it ranks the oracle map (the ground-truth evidence)",
+        "above the random map with a paired 95 % interval that excludes 0; claims about methods are judged",
+        "only on informative metrics.", "",
+        _markdown(_control_table(found)), "",
+        "## Checks", "", _markdown(found[~is_control]), "",
         "## What does not reproduce here", "",
         *([f"- {row.model}: {row.claim}: {row.value:.4g} (expected {row.expected}; {row.verdict})"
-           for row in found[found.holds.eq(False)].itertuples()] or ["- every check above holds"]), "",
+           for row in found[~is_control & found.holds.eq(False)].itertuples()] or ["- every check above holds"]),
+        "",
     ]
     (out / "README.md").write_text("\n".join(lines))
+
+
+def _control_table(found: pd.DataFrame) -> pd.DataFrame:
+    """The controls' rows as model x (table: metric) -> "yes" / "no (verdict)": is the metric informative here?"""
+    rows = found[found.claim.str.contains("controls: the oracle beats random")]
+    where = rows.claim.str.extract(r"^(\w+): controls: the oracle beats random on (\w+)")
+    return pd.DataFrame({"table": where[0], "metric": where[1], "model": rows.model,
+                         "oracle - random": rows.value, "low": rows.low, "high": rows.high,
+                         "informative": rows.verdict.map(lambda v: "yes" if v == "better" else f"no ({v})")})
 
 
 def _weights_hash(model: str) -> str:

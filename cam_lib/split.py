@@ -8,6 +8,7 @@ hooks: the whole network is re-run with the layer's output replaced.
 from __future__ import annotations
 
 import difflib
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -205,6 +206,14 @@ def split_model(model: nn.Module, layer: str | nn.Module, trace: bool = True) ->
     if trace:
         try:
             return GraphSplit(model, name, module)
-        except Exception:  # any tracing failure (control flow, unsupported ops): hooks still work
-            pass
+        except Exception as error:  # any tracing failure (control flow, unsupported ops): hooks still work
+            warn_hooks(model, f"torch.fx cannot trace it ({type(error).__name__}: {str(error)[:200]})")
     return HookSplit(model, name, module)
+
+
+def warn_hooks(model: nn.Module, reason: str) -> None:
+    """Say why the explainer falls back to forward hooks, and what that costs."""
+    warnings.warn(f"cam_lib: explaining {type(model).__name__} with forward hooks because {reason}. "
+                  "Every coalition then re-runs the whole network instead of the head alone, so Ablation-CAM, "
+                  "SHAP-CAM and exact Shapley values are much slower. Pass trace=False to choose hooks "
+                  "without this warning.", stacklevel=3)

@@ -31,6 +31,8 @@ def model():
     (lambda m: cam_lib.explain(m, images(), 3), TypeError, "module name"),
     (lambda m: cam_lib.explain(m, images(), torch.nn.ReLU()), ValueError, "not a submodule"),
     (lambda m: cam_lib.explain("model", images(), "features"), TypeError, "nn.Module"),
+    (lambda m: cam_lib.explain(m, images()[:0], "features"), ValueError, "empty batch"),
+    (lambda m: cam_lib.explain(m, images()[:, :1], "features"), ValueError, "channel count"),
 ])
 def test_bad_input_gets_a_clear_error(model, call, error, words):
     with pytest.raises(error, match=None) as info:
@@ -99,3 +101,41 @@ def test_explanations_are_on_the_models_dtype_and_target_can_be_given():
     exp = cam_lib.explain(model, x, "features", "gradcam", target=torch.tensor([0, 1, 2]))
     assert exp.target.tolist() == [0, 1, 2] and exp.alpha.dtype == torch.float32
     assert cam_lib.explain(model, x, "features", "gradcam", target=4).target.tolist() == [4, 4, 4]
+
+
+def test_the_game_is_public_and_is_the_one_methods_play():
+    from cam_lib.state import evaluating
+    model, x = seeded(VggNet), images(3)
+    explainer = cam_lib.Explainer(model, "features")
+    game = explainer.game(x, target=1, utility="softmax")
+    explanation = explainer(x, "exact" if game.num_players <= 12 else "lift", target=1, utility="softmax")
+    with evaluating(model):
+        full = game.coalition_values(torch.ones(1, game.num_players))[:, 0]
+        empty = game.coalition_values(torch.zeros(1, game.num_players))[:, 0]
+    torch.testing.assert_close(full, explanation.score)
+    torch.testing.assert_close(empty, explanation.baseline)
+    assert (game.target == 1).all()
+    with pytest.raises(ValueError, match="unknown utility"):
+        explainer.game(x, utility="probit")
+
+
+def test_a_bad_input_does_not_switch_the_explainer_to_hooks():
+    from cam_lib.split import GraphSplit
+    model, x = seeded(VggNet), images(2)
+    explainer = cam_lib.Explainer(model, "features")
+    with pytest.raises(ValueError, match="channel count"):
+        explainer(x[:, :1], "gradcam")
+    explainer(x, "gradcam")
+    assert isinstance(explainer.split, GraphSplit)
+
+
+def test_registered_names_are_lower_case():
+    from cam_lib.methods import METHODS, register
+    try:
+        register("My-Grad")(METHODS["gradcam"])
+        torch.testing.assert_close(cam_lib.explain(seeded(VggNet), images(1), "features", "MY-GRAD").alpha,
+                                   cam_lib.explain(seeded(VggNet), images(1), "features", "gradcam").alpha)
+    finally:
+        METHODS.pop("my-grad", None)
+    with pytest.raises(ValueError, match="non-empty name"):
+        register(" ")

@@ -204,3 +204,159 @@ def test_bad_input_gets_a_clear_error(call, words):
     with pytest.raises(ValueError) as info:
         call(seeded(VggNet), images(3))
     assert words in str(info.value)
+
+
+def test_argmax_pointing_game_by_hand():
+    saliency = torch.zeros(3, 16, 16)
+    saliency[0, 5, 3] = 1.0           # peak inside the region
+    saliency[1, 12, 12] = 1.0         # peak outside, 2 pixels below the region's corner at (7, 9)
+    saliency[1, 5, 3] = 0.9
+    region = REGION.expand(3, 16, 16)  # image 2: constant map, every pixel ties
+    hits = metrics.argmax_pointing_game(saliency, region)
+    assert hits.tolist() == pytest.approx([100, 0, 100 * REGION.mean().item()])
+    saliency[1, 12, 12], saliency[1, 9, 11] = 0.0, 1.0  # 2 rows below and 2 columns right of the region
+    assert metrics.argmax_pointing_game(saliency[1:2], region[:1], tolerance=1).item() == 0
+    assert metrics.argmax_pointing_game(saliency[1:2], region[:1], tolerance=2).item() == 100
+    tie = torch.zeros(1, 16, 16)
+    tie[0, 5, 3] = tie[0, 0, 0] = 1.0  # two maxima, one inside: half a hit
+    assert metrics.argmax_pointing_game(tie, region[:1]).item() == 50
+    table = metrics.evaluate(seeded(VggNet), images(3), saliency, ["pointing_game_box", "pointing_game_mask"],
+                             boxes=[torch.tensor([[2, 4, 10, 8]])] * 3, masks=region)
+    assert table.groupby("metric").value.apply(list).to_dict() == {
+        "pointing_game_box": pytest.approx([100, 0, 100 * REGION.mean().item()]),
+        "pointing_game_mask": pytest.approx([100, 0, 100 * REGION.mean().item()])}
+
+
+def test_faithfulness_correlation_matches_its_definition():
+    model, x = seeded(VggNet), images(3)
+    saliency = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(7))
+    table = metrics.evaluate(model, x, saliency, ["faithfulness_correlation"], n_subsets=20, subset_fraction=0.3,
+                             patch=4, seed=5)
+    target = model(x).argmax(1)
+    generator = torch.Generator().manual_seed(5)
+    chosen = torch.rand(20, 16, generator=generator).argsort(1) < round(0.3 * 16)  # 4 x 4 grid of patches
+    expected = []
+    for image, s, c in zip(x, saliency, target):
+        sums, drops = [], []
+        for cells in chosen:
+            removed = cells.view(4, 4).repeat_interleave(4, 0).repeat_interleave(4, 1).float()
+            sums.append((s * removed).sum().item())
+            drops.append((probability(model, image[None], c[None]) -
+                          probability(model, (image * (1 - removed))[None], c[None])).item())
+        expected.append(np.corrcoef(sums, drops)[0, 1])
+    np.testing.assert_allclose(table.value, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_channel_correlation_is_one_for_shapley_values_of_an_additive_game():
+    model, x = seeded(GapNet), images(3)
+    explainer = cam_lib.Explainer(model, "features")
+    scores = {method: metrics.evaluate(model, x, explainer(x, method), ["channel_correlation"], explainer=explainer)
+              .value.to_numpy() for method in ("exact", "lift", "gradcam")}
+    np.testing.assert_allclose(scores["exact"], 1, atol=1e-5)
+    np.testing.assert_allclose(scores["lift"], 1, atol=1e-5)
+    assert (scores["gradcam"] < 0.999).all()
+
+
+def test_channel_correlation_matches_its_definition_on_a_nonlinear_head():
+    model, x = seeded(VggNet), images(2)
+    explainer = cam_lib.Explainer(model, "features")
+    explanation = explainer(x, "gradcam", utility="softmax")
+    value = metrics.evaluate(model, x, explanation, ["channel_correlation"], n_subsets=10, subset_fraction=0.5,
+                             seed=3).value.to_numpy()
+    players = explanation.alpha.shape[1]
+    removed = (torch.rand(10, players, generator=torch.Generator().manual_seed(3)).argsort(1)
+               < round(0.5 * players)).float()
+    head_model = explainer.split(x, ())
+    expected = []
+    for image in range(2):
+        drops, sums = [], []
+        for coalition in removed:
+            kept = head_model.activations[image:image + 1] * (1 - coalition)[None, :, None, None]
+            logits = head_model.head(kept, torch.tensor([image]))
+            drops.append((explanation.score[image] - logits.softmax(1)[0, explanation.target[image]]).item())
+            sums.append((explanation.alpha[image] * coalition).sum().item())
+        expected.append(np.corrcoef(sums, drops)[0, 1])
+    np.testing.assert_allclose(value, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_arcc_by_hand_and_in_summaries():
+    assert metrics.arcc(torch.tensor(100.0), torch.tensor(0.0), torch.tensor(0.5)).item() == pytest.approx(100)
+    assert metrics.arcc(torch.tensor(50.0), torch.tensor(50.0), torch.tensor(0.25)).item() == pytest.approx(50)
+    assert metrics.arcc(torch.tensor(90.0), torch.tensor(10.0), torch.tensor(-0.1)).item() == 0
+    rng = np.random.default_rng(1)
+    table = pd.concat([pd.DataFrame({"image": range(30), "metric": metric, "value": rng.uniform(low, high, 30)})
+                       for metric, low, high in (("coherency", 60, 90), ("complexity", 10, 40), ("road", 0, 0.4))])
+    row = metrics.summarise(table, n_resamples=200).set_index("metric")
+    means = table.groupby("metric").value.mean()
+    assert row.loc["arcc", "mean"] == pytest.approx(metrics.arcc(*torch.tensor(
+        means[["coherency", "complexity", "road"]].to_numpy())).item())
+    assert row.loc["arcc", "low"] <= row.loc["arcc", "mean"] <= row.loc["arcc", "high"]
+
+
+def test_registry_gives_every_metric_a_direction_and_a_description():
+    for name, metric in metrics.METRICS.items():
+        assert metric.name == name and metric.description and metric.unit
+        assert (metric.compute is None) != (metric.combine is None)
+        assert set(metric.combines) <= set(metrics.METRICS)
+    assert not metrics.METRICS["ad"].higher_is_better and metrics.METRICS["road"].higher_is_better
+    with pytest.raises(ValueError, match="dataset averages"):
+        metrics.evaluate(seeded(VggNet), images(2), torch.rand(2, 16, 16), ["adcc"])
+
+
+def test_bare_maps_get_coherency_from_a_rerun_and_every_map_metric():
+    model, x = seeded(VggNet), images(3)
+    saliency = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(8))
+    names = metrics.applicable(list(metrics.METRICS), has_explanation=False)
+    names = [n for n in names if metrics.METRICS[n].compute is not None]
+    assert "cosine" not in names and "channel_correlation" not in names and "coherency" in names
+    table = metrics.evaluate(model, x, saliency, names, rerun=lambda masked: saliency, boxes=[torch.tensor(
+        [[0, 0, 8, 8]])] * 3, masks=REGION.expand(3, 16, 16), road_percentages=(20, 80), n_subsets=8)
+    assert set(table.metric) == set(names) and table.value.notna().all()
+    np.testing.assert_allclose(table[table.metric == "coherency"].value, 100, rtol=1e-6)
+
+
+def grad_cam_road(model, x, saliency, target, percentages):
+    """ROAD curves from the grad-cam package (Rong et al.'s imputer, without noise): its percentile q removes
+    the top (MoRF) or bottom (LeRF) 100 - q percent of the map."""
+    from pytorch_grad_cam.metrics.perturbation_confidence import (PerturbationConfidenceMetric,
+                                                                  RemoveLeastRelevantFirst, RemoveMostRelevantFirst)
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in target]
+    curves = []
+    for removal in (RemoveMostRelevantFirst, RemoveLeastRelevantFirst):
+        curves.append(np.stack([PerturbationConfidenceMetric(removal(100 - p, NoisyLinearImputer(noise=0)))(
+            x, saliency.numpy(), targets, model, return_diff=False) for p in percentages], 1))
+    return curves
+
+
+@pytest.mark.parametrize("model", [RegionNet(), seeded(VggNet)])
+def test_road_matches_the_grad_cam_reference(model):
+    model.eval()
+    x = images(3)
+    saliency = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(9))
+    target = model(x).argmax(1)
+    percentages = (10, 30, 50, 70, 90)
+    morf, lerf = metrics.road_curves(model, x, saliency, target, percentages=percentages, noise=0.0, batch_size=4)
+    expected_morf, expected_lerf = grad_cam_road(model, x, saliency, target, percentages)
+    np.testing.assert_allclose(morf.numpy(), expected_morf, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(lerf.numpy(), expected_lerf, rtol=1e-4, atol=1e-5)
+    table = metrics.evaluate(model, x, saliency, ["road_morf", "road_lerf", "road"], road_percentages=percentages,
+                             road_noise=0.0).pivot_table(index="image", columns="metric", values="value")
+    np.testing.assert_allclose(table.road, ((expected_lerf - expected_morf) / 2).mean(1), rtol=1e-4, atol=1e-5)
+
+
+def test_road_of_a_perfect_map_on_a_model_that_reads_only_its_region():
+    """RegionNet's output is a linear function of the pixels in REGION (12.5 % of the image): removing up to
+    87.5 % least-relevant pixels of the perfect map leaves p_c exactly as it was, noise and all, while
+    removing the most relevant first replaces the region by imputed values and changes it."""
+    model, x = RegionNet(), images(2)
+    perfect = REGION.expand(2, 16, 16) * (1 + 0.01 * torch.rand(2, 16, 16, generator=torch.Generator().manual_seed(1)))
+    target = torch.zeros(2, dtype=torch.long)
+    y = probability(model, x, target)
+    morf, lerf = metrics.road_curves(model, x, perfect, target, percentages=(10, 50, 80), noise=0.01, seed=3)
+    torch.testing.assert_close(lerf, y[:, None].expand(2, 3), rtol=1e-5, atol=1e-6)
+    assert ((morf - y[:, None]).abs()[:, 1:] > 1e-4).all()
+    again, _ = metrics.road_curves(model, x, perfect, target, percentages=(10, 50, 80), noise=0.01, seed=3)
+    torch.testing.assert_close(morf, again)

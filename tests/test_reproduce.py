@@ -20,19 +20,21 @@ def test_quick_run_writes_tidy_csvs(quick_run):
     values = reproduce.load(quick_run)
     assert list(values.columns) == reproduce.COLUMNS
     assert values.value.notna().all()
-    assert set(values.table) == {"table1", "table2", "table3", "table4", "table5", "shapleycam"}
+    assert set(values.table) == {"table1", "table2", "table3", "table4", "table5", "road", "shapleycam"}
     assert set(values.image) == {0, 1}
     assert not values.duplicated(["table", "model", "method", "utility", "image", "metric"]).any()
     shapley = values[values.table == "shapleycam"]
-    assert set(shapley.utility) == {"logit", "softmax", "rest"}
+    assert set(shapley.utility) == {"logit", "softmax", "rest", "none"}  # none: the controls
     assert {"shap_1", "shap_10", "shap_100"} <= set(values[values.table == "table1"].method)
 
     summary = pd.read_csv(quick_run / "summary.csv")
     assert list(summary.columns) == ["table", "model", "method", "utility", "metric", "mean", "low", "high", "n"]
     assert "adcc" in set(summary.metric)
     assert ((summary["low"] <= summary["mean"] + 1e-9) & (summary["mean"] <= summary["high"] + 1e-9)).all()
+    assert {"adcc", "arcc"} <= set(summary[summary.table == "shapleycam"].metric)
     checks = pd.read_csv(quick_run / "checks.csv")
-    assert {"claim", "model", "value", "low", "high", "expected", "holds", "verdict"} <= set(checks.columns)
+    assert {"claim", "model", "value", "low", "high", "expected", "holds", "verdict", "informative"} <= set(
+        checks.columns)
     readme = (quick_run / "README.md").read_text()
     assert "--quick" in readme and "seed" in readme and "wall time" in readme
 
@@ -63,3 +65,35 @@ def test_resume_refuses_other_settings(quick_run):
 def test_method_labels():
     assert reproduce.method_call("shap_10", 3) == ("shap", {"n_permutations": 10, "seed": 3})
     assert reproduce.method_call("gradcam++", 3) == ("gradcam++", {})
+
+
+def test_controls_and_new_metrics_are_in_every_table_of_maps(quick_run):
+    values = reproduce.load(quick_run)
+    for table in ("table3", "table4", "table5", "road", "shapleycam"):
+        here = values[values.table == table]
+        assert set(reproduce.CONTROLS) <= set(here.method), table
+        assert set(here[here.method.isin(reproduce.CONTROLS)].utility) == {"none"}
+    assert {"road_morf", "road_lerf", "road", "faithfulness_correlation", "channel_correlation"} == set(
+        values[values.table == "road"].metric)
+    assert {"pointing_game_box", "pointing_game_mask"} <= set(values[values.table == "table5"].metric)
+    controls = values[values.method.isin(reproduce.CONTROLS)]
+    assert "channel_correlation" not in set(controls.metric) and "coherency" in set(controls.metric)
+    scorecam = values[(values.method == "scorecam") & (values.table == "table3")]
+    assert set(scorecam.utility) == {"softmax", "logit"}
+    checks = pd.read_csv(quick_run / "checks.csv")
+    oracle = checks[checks.claim.str.contains("controls: the oracle beats random")]
+    assert {"pointing_mask", "pointing_game_mask", "road", "adcc"} <= set(oracle.claim.str.extract(r"on (\w+) ")[0])
+    # the oracle is the ground truth: on the localisation metrics it beats random even on 2 scenes
+    energy = oracle[oracle.claim.str.startswith("table5") & oracle.claim.str.contains("pointing_mask")]
+    assert energy.holds.all() and (energy["low"] > 0).all()
+    judged = checks[checks.claim.str.contains("LIFT-CAM at least as faithful")]
+    unused = judged[judged.informative.eq(False)]
+    assert unused.verdict.str.startswith("not used").all() and unused.holds.isna().all()
+
+
+def test_runs_give_controls_one_utility_and_scorecam_its_softmax():
+    table = reproduce.Table("t", "", ("m",), ("gradcam", "scorecam", "oracle"), ("logit",), ("ad",), 4)
+    assert reproduce.runs(table) == [("gradcam", "logit"), ("scorecam", "softmax"), ("scorecam", "logit"),
+                                     ("oracle", "none")]
+    table = reproduce.Table("t", "", ("m",), ("gradcam", "random"), ("logit", "rest"), ("ad",), 4)
+    assert reproduce.runs(table) == [("gradcam", "logit"), ("gradcam", "rest"), ("random", "none")]

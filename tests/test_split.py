@@ -1,4 +1,6 @@
 """Cutting networks at a layer: torch.fx on torchvision models and hand-written ones, hooks as fallback."""
+import warnings
+
 import pytest
 import torch
 import torchvision
@@ -37,10 +39,14 @@ def test_torchvision_models_are_cut_by_fx(name, picture):
     torch.testing.assert_close(fast.alpha, explainer(picture, "shap", n_permutations=2).alpha, rtol=1e-3, atol=1e-4)
 
 
-def test_untraceable_models_fall_back_to_hooks():
+def test_untraceable_models_fall_back_to_hooks_and_say_so():
     model, x = seeded(Untraceable), images(2)
-    explainer = cam_lib.Explainer(model, "features")
+    with pytest.warns(UserWarning, match="forward hooks because torch.fx cannot trace it"):
+        explainer = cam_lib.Explainer(model, "features")
     assert isinstance(explainer.split, HookSplit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert isinstance(cam_lib.Explainer(model, "features", trace=False).split, HookSplit)  # asked: no warning
     reference = cam_lib.explain(seeded(GapNet), x, "features", "lift")
     torch.testing.assert_close(explainer(x, "lift").alpha, reference.alpha)
 
@@ -66,3 +72,26 @@ def test_extra_inputs_are_held_fixed(trace):
 def test_spatial_layers_lists_candidates():
     names = dict(cam_lib.spatial_layers(seeded(VggNet), images(1)))
     assert names["features"] == (1, 12, 8, 8) and "classifier" not in names
+
+
+def test_the_trace_check_is_relative_to_the_outputs_scale(monkeypatch):
+    """Kernels that differ with the batch size move large logits by ~1e-5: that is agreement, not a bad trace."""
+    model, x = seeded(VggNet), images(2)
+    with torch.no_grad():
+        model.classifier[-1].weight.mul_(1e4)  # logits of magnitude ~1e3 and more
+    explainer = cam_lib.Explainer(model, "features")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        explainer(x, "gradcam")
+    assert isinstance(explainer.split, GraphSplit)
+    broken = cam_lib.Explainer(model, "features")
+    head = broken.split.__call__
+
+    def off_by_one(images, extra):  # a traced head that is wrong by far more than rounding
+        cut = head(images, extra)
+        cut.head = (lambda original: lambda a, rows=None: original(a, rows) + 1.0)(cut.head)
+        return cut
+    monkeypatch.setattr(broken, "split", type("Wrong", (), {"__call__": staticmethod(off_by_one)})())
+    with pytest.warns(UserWarning, match="differs from the model by"):
+        broken(x, "gradcam")
+    assert isinstance(broken.split, HookSplit)
