@@ -39,6 +39,9 @@ BENCHMARK_SEED = zoo.HELD_OUT_SEED  # the zoo's held-out scenes: training uses s
 FULL_IMAGES = 192           # scenes per model in the full run (about 30 minutes on 2 busy CPU cores)
 FULL_REFERENCE_IMAGES = 96  # of which Table 2 compares to SHAP-CAM_10000
 COLUMNS = ["table", "model", "method", "utility", "image", "metric", "value"]
+# ROAD's cost is one imputed copy per percentage and order (about 50 ms each on 2 cores): the runner uses
+# every other percentage of Rong et al.'s 10..90 and, like Table 2, the first ``reference_images`` scenes.
+ROAD_PERCENTAGES = (10, 30, 50, 70, 90)
 
 
 @dataclass(frozen=True)
@@ -92,12 +95,17 @@ def tables(settings: Settings) -> list[Table]:
               ("pointing_box", "pointing_mask", "pointing_game_box", "pointing_game_mask"), n),
         Table("table6", "VQA: IC, AD, ADD", (VQA,), mapped, ("logit",), ("ic", "ad", "add"), n),
         Table("road", "ROAD (noisy linear imputation) and faithfulness correlation, pixels and channels",
-              CLASSIFIERS, mapped + SHAPLEY_CAMS, ("logit",),
-              ("road_morf", "road_lerf", "road", "faithfulness_correlation", "channel_correlation"), n),
+              CLASSIFIERS, mapped, ("logit",),
+              ("road_morf", "road_lerf", "road", "faithfulness_correlation", "channel_correlation"),
+              settings.reference_images),
         # Score-CAM is left out here: K whole-network passes per image, for 3 utilities, twice for Coherency.
-        Table("shapleycam", "ShapleyCAM paper: AD, Coherency, Complexity, (ADCC), IC, ADD; ROAD (ARCC)",
-              CLASSIFIERS, tuple(m for m in FAITHFULNESS if m != "scorecam") + SHAPLEY_CAMS + CONTROLS,
-              ("logit", "softmax", "rest"), ("ad", "coherency", "complexity", "ic", "add", "add_clamped", "road"), n),
+        Table("shapleycam", "ShapleyCAM paper: AD, Coherency, Complexity, (ADCC), IC, ADD", CLASSIFIERS,
+              tuple(m for m in FAITHFULNESS if m != "scorecam") + SHAPLEY_CAMS + CONTROLS,
+              ("logit", "softmax", "rest"), ("ad", "coherency", "complexity", "ic", "add", "add_clamped"), n),
+        # ROAD imputes 10 copies of each image: ARCC is computed for the ShapleyCAM paper's own setting only.
+        Table("arcc", "ARCC: Coherency, Complexity and ROAD with the ReST utility", CLASSIFIERS,
+              ("gradcam", "hirescam") + SHAPLEY_CAMS + CONTROLS, ("rest",), ("coherency", "complexity", "road"),
+              settings.reference_images),
     ]
 
 
@@ -224,7 +232,8 @@ def _score_chunk(bench: Benchmark, method: str, utility: str, wanted: list[Table
     name, options = method_call(method, seed)
     images, extra = bench.images[rows], tuple(e[rows] for e in bench.extra_inputs)
     needed = list(dict.fromkeys(m for table in wanted for m in table.metrics))
-    shared = dict(extra_inputs=extra, boxes=bench.boxes[rows], masks=bench.masks[rows], seed=seed)
+    shared = dict(extra_inputs=extra, boxes=bench.boxes[rows], masks=bench.masks[rows], seed=seed,
+                  road_percentages=ROAD_PERCENTAGES)
     if method in CONTROLS:
         image_ids = torch.arange(len(bench.images))[rows]
         make = lambda masked: controls.saliency(method, bench.masks[rows], bench.cam_size, image_ids, seed)  # noqa: E731
@@ -294,7 +303,7 @@ def checks(values: pd.DataFrame, summary: pd.DataFrame, settings: Settings) -> p
         for table in ("table3", "table4", "table6", "road"):
             for metric in dict.fromkeys(here[here.table == table].metric):
                 rows.append(_lift_vs_gradcam(here, model, table, metric, informative.get((table, metric))))
-        if "shapleycam" in set(here.table):
+        if {"shapleycam", "arcc"} & set(here.table):
             rows += _shapleycam_checks(here, mean, model, informative)
     found = pd.DataFrame([row for row in rows if row is not None])
     return found.drop(columns=["table", "metric"], errors="ignore")
@@ -393,23 +402,23 @@ def _table2_checks(values: pd.DataFrame, mean: pd.DataFrame, model: str, setting
 def _shapleycam_checks(values: pd.DataFrame, mean: pd.DataFrame, model: str, informative: dict) -> list[dict]:
     """ShapleyCAM vs Grad-CAM with ReST (AD, ADCC, ARCC), and the utility's effect on Grad-CAM's AD
     (ShapleyCAM paper); ADCC and ARCC are compared by a paired bootstrap of the dataset-level combination."""
-    select = values[values.table == "shapleycam"]
     shapley, grad = {"method": "shapleycam", "utility": "rest"}, {"method": "gradcam", "utility": "rest"}
-    claims = [("AD of Grad-CAM minus AD of ShapleyCAM, ReST (paired)", "ad", shapley, grad,
+    claims = [("shapleycam", "AD of Grad-CAM minus AD of ShapleyCAM, ReST (paired)", "ad", shapley, grad,
                ">= 0 (ShapleyCAM no worse)", lambda v: v != "worse"),
-              ("AD of Grad-CAM with logit minus with ReST (paired)", "ad", grad, {"method": "gradcam", "utility": "logit"},
-               "> 0 (ReST helps)", lambda v: v == "better"),
-              ("ADCC of ShapleyCAM minus Grad-CAM, ReST (paired bootstrap of ADCC)", "adcc", shapley, grad,
-               ">= 0 (ShapleyCAM no worse)", lambda v: v != "worse"),
-              ("ARCC of ShapleyCAM minus Grad-CAM, ReST (paired bootstrap of ARCC)", "arcc", shapley, grad,
+              ("shapleycam", "AD of Grad-CAM with logit minus with ReST (paired)", "ad", grad,
+               {"method": "gradcam", "utility": "logit"}, "> 0 (ReST helps)", lambda v: v == "better"),
+              ("shapleycam", "ADCC of ShapleyCAM minus Grad-CAM, ReST (paired bootstrap of ADCC)", "adcc", shapley,
+               grad, ">= 0 (ShapleyCAM no worse)", lambda v: v != "worse"),
+              ("arcc", "ARCC of ShapleyCAM minus Grad-CAM, ReST (paired bootstrap of ARCC)", "arcc", shapley, grad,
                ">= 0 (ShapleyCAM no worse)", lambda v: v != "worse")]
     rows = []
-    for claim, metric, first, second, expected, holds in claims:
+    for table, claim, metric, first, second, expected, holds in claims:
+        select = values[values.table == table]
         if not set(metrics.METRICS[metric].combines or (metric,)) <= set(select.metric):
             continue
         found = compare.improvement(select, metric, first, second)
-        informative_here = informative.get(("shapleycam", metric))
-        rows.append(dict(claim=f"shapleycam: {claim}", model=model, value=found["improvement"], low=found["low"],
+        informative_here = informative.get((table, metric))
+        rows.append(dict(claim=f"{table}: {claim}", model=model, value=found["improvement"], low=found["low"],
                          high=found["high"], expected=expected,
                          holds=holds(found["verdict"]) if informative_here is not False else None,
                          verdict=found["verdict"] if informative_here is not False else
