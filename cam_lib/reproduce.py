@@ -340,6 +340,9 @@ def _lift_vs_gradcam(values: pd.DataFrame, model: str, table: str, metric: str,
     found = compare.improvement(select, metric, {"method": "lift"}, {"method": "gradcam"})
     verdict = found["verdict"] if informative is not False else (
         f"not used: {metric} does not rank the oracle above random here ({found['verdict']})")
+    if informative is None:  # no controls' test: a metric of alpha, or a table without controls
+        untested = "explanation" in metrics.METRICS[metric].needs
+        verdict += " (untested metric: controls have no alpha)" if untested else " (untested: no controls here)"
     return dict(claim=f"{table}: LIFT-CAM at least as faithful as Grad-CAM on {metric} (improvement, paired)",
                 model=model, value=found["improvement"], low=found["low"], high=found["high"],
                 expected=">= 0 (not significantly < 0)",
