@@ -258,13 +258,13 @@ def cascade(model: nn.Module, images: Tensor, layer: str | nn.Module, methods: S
         for method in methods:
             saliency = explainer(images, method, target, utility, extra_inputs=extra_inputs,
                                  **options.get(method, {})).saliency
-            rows.append(compare(reference[method], saliency).assign(
+            rows.append(similarities(reference[method], saliency).assign(
                 method=method, step=step, block=block.name if block else "none",
                 part="none" if block is None else "head" if block.in_head else "body"))
     return pd.concat(rows, ignore_index=True)[list(COLUMNS)]
 
 
-def compare(trained: Tensor, saliency: Tensor) -> pd.DataFrame:
+def similarities(trained: Tensor, saliency: Tensor) -> pd.DataFrame:
     """Spearman and SSIM of maps ``[B, H, W]`` with the trained maps: rows ``image, metric, value``.
 
     A blank (constant) trained map ranks no pixel, so Spearman against it means nothing: its image
@@ -311,4 +311,4 @@ def flag_survivors(table: pd.DataFrame, threshold: float = SURVIVAL_THRESHOLD, l
 
 
 __all__ = ["Block", "spearman", "ssim", "ranks", "gaussian_window", "parameter_blocks", "reinitialise",
-           "randomise", "cascade", "compare", "head_steps", "flag_survivors", "SURVIVAL_THRESHOLD"]
+           "randomise", "cascade", "similarities", "head_steps", "flag_survivors", "SURVIVAL_THRESHOLD"]
