@@ -1,4 +1,4 @@
-"""Synthetic scenes whose relevant pixels are known, and a loader for real image folders.
+"""Synthetic scenes whose relevant pixels are known, and a reader for real images.
 
 Two generated worlds stand in for ImageNet and VQA v2, which cannot be downloaded here:
 
@@ -18,7 +18,6 @@ Example::
 """
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,16 +27,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import Dataset
 
 __all__ = [
     "IMAGE_SIZE", "SHAPE_CLASSES", "VQA_SHAPES", "VQA_COLOURS",
     "Normalization", "SHAPES_NORMALIZATION", "VQA_NORMALIZATION", "IMAGENET_NORMALIZATION",
-    "MEAN", "STD", "normalize", "denormalize",
-    "ShapeScenes", "make_shape_scenes", "ShapeScenesDataset",
+    "normalize", "denormalize",
+    "ShapeScenes", "make_shape_scenes",
     "Vocabulary", "QUESTION_VOCABULARY", "ANSWER_VOCABULARY", "QUESTION_LENGTH",
-    "QUESTION_TYPES", "VQAScenes", "make_vqa_scenes", "VQAScenesDataset",
-    "ImageFolderDataset", "load_image", "collate_samples",
+    "QUESTION_TYPES", "VQAScenes", "make_vqa_scenes",
+    "load_image",
 ]
 
 IMAGE_SIZE = 64
@@ -78,7 +76,6 @@ SHAPES_NORMALIZATION = Normalization(mean=(0.400, 0.400, 0.401), std=(0.118, 0.1
 VQA_NORMALIZATION = Normalization(mean=(0.479, 0.482, 0.482), std=(0.091, 0.082, 0.094))
 IMAGENET_NORMALIZATION = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
-MEAN, STD = SHAPES_NORMALIZATION.mean, SHAPES_NORMALIZATION.std
 normalize = SHAPES_NORMALIZATION.normalize
 denormalize = SHAPES_NORMALIZATION.denormalize
 
@@ -371,24 +368,6 @@ def make_shape_scenes(n: int, seed: int, max_distractors: int = 2,
                          for field in ShapeScenes.__dataclass_fields__))
 
 
-class ShapeScenesDataset(Dataset):
-    """Map-style dataset of generated shape scenes; samples as in :func:`collate_samples`."""
-
-    classes = SHAPE_CLASSES
-    normalization = SHAPES_NORMALIZATION
-
-    def __init__(self, n: int, seed: int, **scene_options) -> None:
-        self.scenes = make_shape_scenes(n, seed, **scene_options)
-
-    def __len__(self) -> int:
-        return len(self.scenes.labels)
-
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
-        s = self.scenes
-        return {"image": s.images[index], "label": s.labels[index],
-                "boxes": s.boxes[index, :s.n_instances[index]], "mask": s.masks[index]}
-
-
 # ---------------------------------------------------------------------------------------------
 # VQA scenes
 # ---------------------------------------------------------------------------------------------
@@ -585,29 +564,9 @@ def make_vqa_scenes(n: int, seed: int) -> VQAScenes:
                        for field in VQAScenes.__dataclass_fields__))
 
 
-class VQAScenesDataset(Dataset):
-    """Map-style dataset of VQA scenes; ``sample["label"]`` is the answer index."""
-
-    normalization = VQA_NORMALIZATION
-
-    def __init__(self, n: int, seed: int) -> None:
-        self.scenes = make_vqa_scenes(n, seed)
-
-    def __len__(self) -> int:
-        return len(self.scenes.answers)
-
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
-        s = self.scenes
-        return {"image": s.images[index], "question": s.questions[index], "label": s.answers[index],
-                "boxes": _boxes_of(s.evidence_masks[index])[None], "mask": s.evidence_masks[index]}
-
-
 # ---------------------------------------------------------------------------------------------
 # Real data
 # ---------------------------------------------------------------------------------------------
-
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-
 
 def load_image(path: str | Path, size: int, normalization: Normalization) -> tuple[Tensor, tuple[int, int]]:
     """Read an RGB image, resize it to ``size x size`` (antialiased), normalise it.
@@ -621,70 +580,3 @@ def load_image(path: str | Path, size: int, normalization: Normalization) -> tup
     resized = F.interpolate(pixels[None], size=(size, size), mode="bilinear", antialias=True,
                             align_corners=False)[0].clamp(0, 1)
     return normalization.normalize(resized), (rgb.width, rgb.height)
-
-
-class ImageFolderDataset(Dataset):
-    """Real images in ``root/<class name>/<file>``, with optional boxes, as generated samples.
-
-    ``boxes_csv`` has columns ``path,x0,y0,x1,y1`` (path relative to ``root``, boxes in the
-    original image's pixels, one row per box). Boxes are rescaled to the resized image and their
-    union is the sample's mask; without boxes, ``boxes`` is empty and ``mask`` is None.
-    """
-
-    def __init__(self, root: str | Path, size: int = IMAGE_SIZE,
-                 normalization: Normalization = IMAGENET_NORMALIZATION,
-                 boxes_csv: str | Path | None = None) -> None:
-        self.root, self.size, self.normalization = Path(root), size, normalization
-        self.classes = sorted(d.name for d in self.root.iterdir() if d.is_dir())
-        if not self.classes:
-            raise ValueError(f"No class folders in {self.root}; expected root/<class name>/<image files>.")
-        self.files = [(path, label) for label, name in enumerate(self.classes)
-                      for path in sorted((self.root / name).iterdir())
-                      if path.suffix.lower() in _IMAGE_SUFFIXES]
-        self.boxes = _read_boxes(self.root, Path(boxes_csv)) if boxes_csv else {}
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> dict[str, Tensor | None]:
-        path, label = self.files[index]
-        image, (width, height) = load_image(path, self.size, self.normalization)
-        boxes = self.boxes.get(path.relative_to(self.root).as_posix(), torch.zeros(0, 4))
-        scale = torch.tensor([width, height, width, height]) / self.size
-        boxes = (boxes / scale).round().long().clamp(0, self.size)
-        return {"image": image, "label": torch.tensor(label), "boxes": boxes,
-                "mask": _mask_of_boxes(boxes, self.size) if len(boxes) else None}
-
-
-def _read_boxes(root: Path, boxes_csv: Path) -> dict[str, Tensor]:
-    """``{relative path: [n, 4] float boxes}`` from a ``path,x0,y0,x1,y1`` CSV."""
-    boxes: dict[str, list[list[float]]] = {}
-    with open(boxes_csv, newline="") as file:
-        reader = csv.DictReader(file)
-        missing = {"path", "x0", "y0", "x1", "y1"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"{boxes_csv} lacks columns {sorted(missing)}; expected path,x0,y0,x1,y1.")
-        for row in reader:
-            boxes.setdefault(Path(row["path"]).as_posix(), []).append(
-                [float(row[k]) for k in ("x0", "y0", "x1", "y1")])
-    return {path: torch.tensor(rows) for path, rows in boxes.items()}
-
-
-def _mask_of_boxes(boxes: Tensor, size: int) -> Tensor:
-    """Union of boxes ``(x0, y0, x1, y1)`` (exclusive ends) as a [size, size] bool mask."""
-    index = torch.arange(size)
-    inside_x = (index >= boxes[:, 0, None]) & (index < boxes[:, 2, None])  # [n, W]
-    inside_y = (index >= boxes[:, 1, None]) & (index < boxes[:, 3, None])  # [n, H]
-    return (inside_y[:, :, None] & inside_x[:, None, :]).any(0)
-
-
-def collate_samples(samples: list[dict]) -> dict:
-    """DataLoader ``collate_fn``: stack tensors of fixed shape, keep lists of boxes and masks.
-
-    Boxes vary in number per image and real images may have no mask, so those stay lists.
-    """
-    batch = {key: torch.stack([s[key] for s in samples])
-             for key in samples[0] if key not in ("boxes", "mask")}
-    batch["boxes"] = [s["boxes"] for s in samples]
-    batch["mask"] = [s["mask"] for s in samples]
-    return batch

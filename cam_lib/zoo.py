@@ -162,10 +162,6 @@ SPECS: dict[str, Spec] = {
                       frozen=("features",)),
 }
 
-TORCHVISION_LAYERS = {"resnet": "layer4", "resnext": "layer4", "wide_resnet": "layer4", "vgg": "features.{last_relu}",
-                      "densenet": "features.norm5", "mobilenet_v2": "features.18", "mobilenet_v3": "features.{last}",
-                      "efficientnet": "features.{last}", "convnext": "features.{last}", "regnet": "trunk_output"}
-
 
 @dataclass
 class Loaded:

@@ -1,8 +1,7 @@
 """The synthetic scenes: deterministic, balanced, and their ground truth matches their pixels."""
 import torch
-from torch.utils.data import DataLoader
 
-from cam_lib import data
+from cam_lib import data, metrics
 
 
 def test_shape_scenes_are_deterministic_and_seeded():
@@ -25,7 +24,7 @@ def test_masks_and_boxes_agree():
     assert scenes.masks.any((1, 2)).all()  # every scene shows its object
     for index in range(200):
         boxes = scenes.boxes[index, :scenes.n_instances[index]]
-        inside = data._mask_of_boxes(boxes, data.IMAGE_SIZE)
+        inside = metrics.boxes_to_masks([boxes], (data.IMAGE_SIZE, data.IMAGE_SIZE))[0].bool()
         assert not (scenes.masks[index] & ~inside).any()  # the mask lies within the boxes
 
 
@@ -60,14 +59,12 @@ def test_vocabulary_round_trip_and_clear_error():
         raise AssertionError("unknown words must be refused")
 
 
-def test_image_folder_with_boxes(tmp_path):
+def test_load_image_resizes_and_normalises(tmp_path):
     from PIL import Image
-    (tmp_path / "cat").mkdir()
-    Image.new("RGB", (100, 50), (255, 0, 0)).save(tmp_path / "cat" / "a.png")
-    (tmp_path / "boxes.csv").write_text("path,x0,y0,x1,y1\ncat/a.png,0,0,50,25\n")
-    sample = data.ImageFolderDataset(tmp_path, size=32, boxes_csv=tmp_path / "boxes.csv")[0]
-    assert sample["image"].shape == (3, 32, 32) and sample["label"] == 0
-    assert sample["mask"][:16, :16].all() and not sample["mask"][16:, 16:].any()
+    Image.new("RGB", (100, 50), (255, 0, 0)).save(tmp_path / "a.png")
+    image, size = data.load_image(tmp_path / "a.png", 32, data.IMAGENET_NORMALIZATION)
+    assert image.shape == (3, 32, 32) and size == (100, 50)
+    torch.testing.assert_close(data.IMAGENET_NORMALIZATION.denormalize(image)[:, 0, 0], torch.tensor([1.0, 0, 0]))
 
 
 def _reference_answer(words, shapes, colours, columns):
@@ -131,24 +128,3 @@ def test_normalisation_round_trip_and_denormalised_range():
     pixels = data.denormalize(images)
     assert pixels.min() >= 0 and pixels.max() <= 1
     assert torch.allclose(data.normalize(pixels), images, atol=1e-5)
-
-
-def test_datasets_collate_into_batches():
-    shapes = DataLoader(data.ShapeScenesDataset(12, seed=0), batch_size=4, collate_fn=data.collate_samples)
-    batch = next(iter(shapes))
-    assert batch["image"].shape == (4, 3, 64, 64) and batch["label"].shape == (4,)
-    assert all(b.shape[1] == 4 for b in batch["boxes"]) and batch["mask"][0].dtype == torch.bool
-    vqa = DataLoader(data.VQAScenesDataset(8, seed=0), batch_size=4, collate_fn=data.collate_samples)
-    batch = next(iter(vqa))
-    assert batch["question"].shape == (4, data.QUESTION_LENGTH) and batch["label"].max() < len(data.ANSWER_VOCABULARY)
-
-
-def test_image_folder_without_boxes_has_no_mask(tmp_path):
-    from PIL import Image
-    for name in ("b", "a"):
-        (tmp_path / name).mkdir()
-        Image.new("RGB", (20, 30)).save(tmp_path / name / "x.jpg")
-    dataset = data.ImageFolderDataset(tmp_path, size=16)
-    assert dataset.classes == ["a", "b"] and len(dataset) == 2
-    sample = dataset[1]
-    assert sample["mask"] is None and sample["boxes"].shape == (0, 4) and sample["label"] == 1
