@@ -532,6 +532,8 @@ def evaluate(model: nn.Module, images: Tensor, explanation: Explanation | Tensor
     """
     metrics = _check_metrics(metrics, explanation, boxes, masks, reference_alpha, rerun)
     images, extra_inputs, saliency, target = _check_inputs(model, images, explanation, target, extra_inputs)
+    if insertion_start not in INSERTION_STARTS:
+        raise ValueError(f"insertion start must be one of {INSERTION_STARTS}, got {insertion_start!r}")
     is_explanation = isinstance(explanation, Explanation)
     scoring = Scoring(model, images, saliency, target, extra_inputs, explanation if is_explanation else None,
                       rerun, explainer, boxes, masks, reference_alpha, steps, insertion_start, road_percentages,
@@ -665,14 +667,6 @@ def summarise(table: pd.DataFrame, n_resamples: int = 1000, level: float = 0.95,
     return pd.DataFrame(rows)
 
 
-def interval_cells(summary: pd.DataFrame, index: str | list[str], columns: str | list[str],
-                   digits: int = 1) -> pd.DataFrame:
-    """``summarise``'s rows as the papers print them: ``"mean [low, high]"`` strings, ``index`` x ``columns``."""
-    cells = [f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-             for m, lo, hi in zip(summary["mean"], summary["low"], summary["high"])]
-    return summary.assign(cell=cells).pivot(index=index, columns=columns, values="cell")
-
-
 def _resample_columns(wide: pd.DataFrame, n_resamples: int, seed: int) -> Tensor:
     """Bootstrap means ``[R, M]`` of each column over its non-missing rows (all columns share the resampled rows
     when they cover the same images, which keeps ADCC's three means paired)."""
@@ -691,7 +685,7 @@ def _percentiles(resampled: Tensor, level: float) -> tuple[Tensor, Tensor]:
 
 
 __all__ = ["METRICS", "Metric", "Scoring", "register_metric", "register_combination", "evaluate", "applicable",
-           "summarise", "interval_cells", "class_probability", "top_pixel_masks", "blurred", "insertion_deletion_curves",
+           "summarise", "class_probability", "top_pixel_masks", "blurred", "insertion_deletion_curves",
            "increase_in_confidence", "average_drop", "drop_in_deletion", "area_under_curve",
            "energy_pointing_game", "argmax_pointing_game", "road_curves", "random_subsets",
            "faithfulness_correlation", "channel_correlation", "boxes_to_masks", "complexity", "pearson",

@@ -131,15 +131,6 @@ def method_call(label: str, seed: int) -> tuple[str, dict]:
     return label, {}
 
 
-def method_order(names) -> list[str]:
-    """``names`` in the papers' order: the methods (a second utility's row ``"m (u)"`` right after ``m``),
-    then the controls; other names are dropped."""
-    names = list(names)
-    methods = [n for m in FAITHFULNESS + SHAPLEY_CAMS
-               for n in [m] * (m in names) + [n for n in names if n.startswith(f"{m} (")]]
-    return methods + [c for c in CONTROLS if c in names]
-
-
 @dataclass
 class Benchmark:
     """A model of the zoo and the scenes it is explained on (normalised images, ground truth)."""

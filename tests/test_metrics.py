@@ -360,10 +360,3 @@ def test_road_of_a_perfect_map_on_a_model_that_reads_only_its_region():
     assert ((morf - y[:, None]).abs()[:, 1:] > 1e-4).all()
     again, _ = metrics.road_curves(model, x, perfect, target, percentages=(10, 50, 80), noise=0.01, seed=3)
     torch.testing.assert_close(morf, again)
-
-
-def test_interval_cells_print_mean_and_interval():
-    summary = pd.DataFrame({"method": ["a", "b"], "metric": "ad", "mean": [1.234, 5.0], "low": [1.0, 4.5],
-                            "high": [1.5, 5.25]})
-    table = metrics.interval_cells(summary, "method", "metric", digits=2)
-    assert table.loc["a", "ad"] == "1.23 [1.00, 1.50]" and table.loc["b", "ad"] == "5.00 [4.50, 5.25]"

@@ -98,8 +98,3 @@ def test_runs_give_controls_one_utility_and_scorecam_its_softmax():
                                      ("oracle", "none")]
     table = reproduce.Table("t", "", ("m",), ("gradcam", "random"), ("logit", "rest"), ("ad",), 4)
     assert reproduce.runs(table) == [("gradcam", "logit"), ("gradcam", "rest"), ("random", "none")]
-
-
-def test_method_order_puts_second_utilities_after_theirs_and_controls_last():
-    names = ["random", "lift", "scorecam (logit)", "oracle", "gradcam", "scorecam", "unknown"]
-    assert reproduce.method_order(names) == ["gradcam", "scorecam", "scorecam (logit)", "lift", "oracle", "random"]
