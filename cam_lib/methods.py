@@ -78,22 +78,21 @@ def hirescam(game: ChannelGame) -> Tensor:
 
 
 @register("scorecam")
-def scorecam(game: ChannelGame, masks_per_call: int = 32) -> Tensor:
+def scorecam(game: ChannelGame, masks_per_call: int = 256) -> Tensor:
     """Score-CAM (Wang et al. 2020): ``alpha_k = u(f(x * s(up(A_k))))``, each normalised map masking the input.
 
-    Wang et al. use the softmax utility (``utility="softmax"``); ``masks_per_call`` masked images go
-    through the whole network at once.
+    Wang et al. use the softmax utility (``utility="softmax"``); ``masks_per_call`` masked images, of one
+    or several images, go through the whole network at once.
     """
     images, activations = game.images, game.activations
-    size = images.shape[-2:]
-    masks = maps.saliency(activations.flatten(0, 1), size).view(*activations.shape[:2], 1, *size)
-    alpha = torch.empty(activations.shape[:2], device=images.device)
+    batch, players = activations.shape[:2]
+    masks = maps.saliency(activations.flatten(0, 1), images.shape[-2:])[:, None]  # [B K, 1, H, W]
+    rows = torch.arange(batch, device=images.device).repeat_interleave(players)
     with torch.no_grad():
-        for image in range(len(images)):
-            for channels in torch.arange(game.num_players, device=images.device).split(masks_per_call):
-                rows = torch.full_like(channels, image)
-                alpha[image, channels] = game.network_value(images[image] * masks[image, channels], rows)
-    return alpha
+        alpha = torch.cat([game.network_value(images[index] * masks[pairs], index)
+                           for pairs, index in zip(torch.arange(batch * players, device=images.device)
+                                                   .split(masks_per_call), rows.split(masks_per_call))])
+    return alpha.view(batch, players)
 
 
 @register("ablation")

@@ -16,6 +16,7 @@ needs; adding a metric is one decorated function here.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, Optional, Sequence
@@ -233,29 +234,42 @@ def random_subsets(count: int, size: int, fraction: float, seed: int, device: to
     return chosen.float().to(device)
 
 
-def faithfulness_correlation(model: nn.Module, images: Tensor, saliency: Tensor, target: Tensor,
-                             extra_inputs: tuple = (), n_subsets: int = 64, fraction: float = 0.25,
-                             patch: int = 4, seed: int = 0, batch_size: int = 256) -> Tensor:
-    """Faithfulness correlation (Bhatt et al. 2020; Sensitivity-N of Ancona et al. 2018 with
-    ``N = fraction`` of the patches): per image, the Pearson correlation over ``n_subsets`` random sets
-    ``T`` of ``patch x patch`` patches between ``sum_{i in T} S_i`` and ``Y - p_c(x * (1 - 1_T))``.
-
-    A map whose values add up like the model's output drops scores 1; the same subsets serve every image.
-    """
+def patch_subset_drops(model: nn.Module, images: Tensor, target: Tensor, extra_inputs: tuple = (),
+                       n_subsets: int = 64, fraction: float = 0.25, patch: int = 4, seed: int = 0,
+                       batch_size: int = 256, full: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    """The model side of faithfulness correlation: ``n_subsets`` random sets ``T`` of ``patch x patch``
+    patches as ``[n, H, W]`` 0/1 masks, and the drops ``Y - p_c(x * (1 - 1_T))`` ``[B, n]``. They do not
+    depend on the map, so every method scored on the same images can share them (``full``: ``Y`` if known)."""
     height, width = images.shape[-2:]
     grid = (height // patch, width // patch)
     if min(grid) < 1:
         raise ValueError(f"patch {patch} is larger than the images ({height} x {width}); use a smaller patch")
     cells = random_subsets(n_subsets, grid[0] * grid[1], fraction, seed, images.device).view(n_subsets, 1, *grid)
     removed = F.interpolate(cells, size=(height, width), mode="nearest")[:, 0]  # [n, H, W]
-    attribution = torch.einsum("bhw,nhw->bn", saliency, removed)
     rows = torch.arange(len(images), device=images.device)
-    full = class_probability(model, images, target, extra_inputs, rows, batch_size)
+    if full is None:
+        full = class_probability(model, images, target, extra_inputs, rows, batch_size)
     dropped = torch.cat([class_probability(model, (images[index, None] * (1 - removed[None, :, None])).flatten(0, 1),
                                            target, extra_inputs, index.repeat_interleave(n_subsets), batch_size)
                          .view(len(index), n_subsets)
                          for index in rows.split(max(1, batch_size // n_subsets))])
-    return pearson(attribution, full[:, None] - dropped)
+    return removed, full[:, None] - dropped
+
+
+def faithfulness_correlation(model: nn.Module, images: Tensor, saliency: Tensor, target: Tensor,
+                             extra_inputs: tuple = (), n_subsets: int = 64, fraction: float = 0.25,
+                             patch: int = 4, seed: int = 0, batch_size: int = 256,
+                             drops: Optional[tuple[Tensor, Tensor]] = None) -> Tensor:
+    """Faithfulness correlation (Bhatt et al. 2020; Sensitivity-N of Ancona et al. 2018 with
+    ``N = fraction`` of the patches): per image, the Pearson correlation over ``n_subsets`` random sets
+    ``T`` of ``patch x patch`` patches between ``sum_{i in T} S_i`` and ``Y - p_c(x * (1 - 1_T))``.
+
+    A map whose values add up like the model's output drops scores 1; the same subsets serve every image.
+    ``drops``: ``patch_subset_drops`` of these images and targets, already computed for another map.
+    """
+    removed, drop = drops or patch_subset_drops(model, images, target, extra_inputs, n_subsets, fraction, patch,
+                                                seed, batch_size)
+    return pearson(torch.einsum("bhw,nhw->bn", saliency, removed), drop)
 
 
 def channel_correlation(game: ChannelGame, alpha: Tensor, n_subsets: int = 64, fraction: float = 0.25,
@@ -308,17 +322,35 @@ class Scoring:
     pointing_tolerance: int = 0
     seed: int = 0
     batch_size: int = 256
+    shared: Optional[dict] = None
+
+    def map_free(self, key: tuple, compute: Callable[[], object]) -> object:
+        """A pass that does not depend on the map, read from ``shared`` when another method already made it
+        for these images and targets (``evaluate`` checks they are the same), computed and stored otherwise."""
+        if self.shared is None:
+            return compute()
+        if key not in self.shared:
+            self.shared[key] = compute()
+        return self.shared[key]
 
     @cached_property
     def rows(self) -> Tensor:
         return torch.arange(len(self.images), device=self.images.device)
 
     @cached_property
+    def full(self) -> Tensor:
+        """``Y = p_c(x)`` ``[B]``, the same for every map of these images."""
+        return self.map_free(("Y",), lambda: class_probability(self.model, self.images, self.target,
+                                                                self.extra_inputs, self.rows, self.batch_size))
+
+    @cached_property
     def probabilities(self) -> Tensor:
         """``[3, B]``: ``Y = p_c(x)``, ``O = p_c(x * S)``, ``D = p_c(x * (1 - S))``."""
-        masked = torch.cat([self.images, self.images * self.saliency[:, None], self.images * (1 - self.saliency[:, None])])
-        return class_probability(self.model, masked, self.target, self.extra_inputs, self.rows.repeat(3),
-                                 self.batch_size).view(3, -1)
+        full = self.full
+        masked = torch.cat([self.images * self.saliency[:, None], self.images * (1 - self.saliency[:, None])])
+        kept_removed = class_probability(self.model, masked, self.target, self.extra_inputs, self.rows.repeat(2),
+                                         self.batch_size).view(2, -1)
+        return torch.cat([full[None], kept_removed])
 
     @cached_property
     def curves(self) -> tuple[Tensor, Tensor]:
@@ -474,8 +506,10 @@ def _coherency(s: Scoring) -> Tensor:
 @register_metric("faithfulness_correlation", True, "r")
 def _faithfulness_correlation(s: Scoring) -> Tensor:
     """Faithfulness correlation / Sensitivity-N on random sets of pixel patches."""
-    return faithfulness_correlation(s.model, s.images, s.saliency, s.target, s.extra_inputs, s.n_subsets,
-                                    s.subset_fraction, s.patch, s.seed, s.batch_size)
+    options = (s.n_subsets, s.subset_fraction, s.patch, s.seed)
+    drops = s.map_free(("patch_subset_drops", *options), lambda: patch_subset_drops(
+        s.model, s.images, s.target, s.extra_inputs, *options, s.batch_size, s.full))
+    return faithfulness_correlation(s.model, s.images, s.saliency, s.target, drops=drops)
 
 
 @register_metric("channel_correlation", True, "r", needs=("explanation",))
@@ -515,7 +549,8 @@ def evaluate(model: nn.Module, images: Tensor, explanation: Explanation | Tensor
              rerun: Optional[Callable[[Tensor], Tensor]] = None, steps: int = 41, insertion_start: str = "zeros",
              road_percentages: Sequence[float] = ROAD_PERCENTAGES, road_noise: float = 0.01, n_subsets: int = 64,
              subset_fraction: float = 0.25, patch: int = 4, pointing_tolerance: int = 0, seed: int = 0,
-             batch_size: int = 256) -> pd.DataFrame:
+             batch_size: int = 256, timings: Optional[dict[str, float]] = None,
+             shared: Optional[dict] = None) -> pd.DataFrame:
     """Per-image values of ``metrics`` (names in ``METRICS``) for the saliency maps of ``explanation``:
     a tidy DataFrame with columns ``image``, ``metric``, ``value``.
 
@@ -528,21 +563,31 @@ def evaluate(model: nn.Module, images: Tensor, explanation: Explanation | Tensor
     ``insertion_start`` ("zeros" as LIFT-CAM, "blur" as RISE) for insertion/deletion; ``road_percentages``
     and ``road_noise`` for ROAD; ``n_subsets``, ``subset_fraction`` and ``patch`` (pixels) for the
     correlations; ``pointing_tolerance`` (pixels) for the standard pointing game; ``seed`` for every random
-    choice. ``extra_inputs`` (a VQA question) are repeated for every masked copy.
+    choice. ``extra_inputs`` (a VQA question) are repeated for every masked copy. ``timings``, if given, gets
+    the seconds each metric took added to it (a pass several metrics share is charged to the first).
+    ``shared``: a dict kept across calls that score other maps of the *same* images and targets (the runner's
+    methods); the passes that do not depend on the map (``Y``, faithfulness correlation's drops) are made once.
     """
     metrics = _check_metrics(metrics, explanation, boxes, masks, reference_alpha, rerun)
     images, extra_inputs, saliency, target = _check_inputs(model, images, explanation, target, extra_inputs)
     if insertion_start not in INSERTION_STARTS:
         raise ValueError(f"insertion start must be one of {INSERTION_STARTS}, got {insertion_start!r}")
     is_explanation = isinstance(explanation, Explanation)
+    _check_shared(shared, images, target, extra_inputs)
     scoring = Scoring(model, images, saliency, target, extra_inputs, explanation if is_explanation else None,
                       rerun, explainer, boxes, masks, reference_alpha, steps, insertion_start, road_percentages,
-                      road_noise, n_subsets, subset_fraction, patch, pointing_tolerance, seed, batch_size)
+                      road_noise, n_subsets, subset_fraction, patch, pointing_tolerance, seed, batch_size, shared)
     if scoring.rerun is None and is_explanation:
         scoring.rerun = lambda masked: scoring.explainer_for()(
             masked, explanation.method, target, explanation.utility, extra_inputs=extra_inputs,
             **(method_options or {})).saliency
-    return _tidy({name: METRICS[name].compute(scoring) for name in metrics})
+    values = {}
+    for name in metrics:
+        began = time.perf_counter()
+        values[name] = METRICS[name].compute(scoring)
+        if timings is not None:
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - began
+    return _tidy(values)
 
 
 def _tidy(values: dict[str, Tensor]) -> pd.DataFrame:
@@ -608,6 +653,18 @@ def _check_inputs(model: nn.Module, images: Tensor, explanation: Explanation | T
             target = model(images, *extra_inputs).argmax(1)
     target = torch.as_tensor(target, device=device).long().reshape(-1).expand(len(images))
     return images, extra_inputs, saliency, target
+
+
+def _check_shared(shared: Optional[dict], images: Tensor, target: Tensor, extra_inputs: tuple) -> None:
+    """``shared`` must hold passes of these very images, targets and extra inputs (it remembers the first)."""
+    if shared is None:
+        return
+    inputs = shared.setdefault("inputs", (images, target, extra_inputs))
+    same = (inputs[0].shape == images.shape and torch.equal(inputs[0], images) and torch.equal(inputs[1], target)
+            and len(inputs[2]) == len(extra_inputs) and all(torch.equal(a, b) for a, b in zip(inputs[2], extra_inputs)))
+    if not same:
+        raise ValueError("shared= holds passes made for other images, targets or extra inputs; "
+                         "use one dict per batch of images (and per target)")
 
 
 def _check_masks(masks: Tensor, saliency: Tensor) -> Tensor:
@@ -688,5 +745,5 @@ __all__ = ["METRICS", "Metric", "Scoring", "register_metric", "register_combinat
            "summarise", "class_probability", "top_pixel_masks", "blurred", "insertion_deletion_curves",
            "increase_in_confidence", "average_drop", "drop_in_deletion", "area_under_curve",
            "energy_pointing_game", "argmax_pointing_game", "road_curves", "random_subsets",
-           "faithfulness_correlation", "channel_correlation", "boxes_to_masks", "complexity", "pearson",
+           "faithfulness_correlation", "patch_subset_drops", "channel_correlation", "boxes_to_masks", "complexity", "pearson",
            "coherency", "adcc", "arcc", "cosine_similarity", "bootstrap_means", "ROAD_PERCENTAGES"]

@@ -1,7 +1,7 @@
 """``python -m cam_lib reproduce``: the LIFT-CAM and ShapleyCAM papers' tables, rerun on the embedded benchmark.
 
 One piece of work is one (table, model, method, utility); it writes its per-image values, tidy, to
-``OUT/pieces/<table>/<model>/<method>__<utility>.csv`` (columns ``table, model, method, utility, image,
+``OUT/pieces/<table>/<model>/<method>__<utility>.csv.gz`` (columns ``table, model, method, utility, image,
 metric, value``), and a rerun skips the pieces already written. Each explanation is computed once and
 scored for every table that needs it. At the end the runner writes ``summary.csv`` (means with 95 %
 bootstrap intervals; ADCC from the dataset means), ``checks.csv`` (the papers' claims, tested with paired
@@ -26,18 +26,22 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from . import compare, controls, data, metrics, zoo
+from . import compare, controls, data, metrics, runtime, zoo
 from .explain import Explainer
 
-CLASSIFIERS = ("shapes-vgg", "shapes-resnet")
+# The classifiers of a benchmark: a nonlinear head (VGG-style) and a linear one (GAP + linear). The look-alike
+# scenes are the default: their models are about as sure as ImageNet models (``zoo.calibration``); the
+# shape models are saturated (median true-class probability above 0.998), which the book studies.
+BENCHMARKS = {"lookalike": ("lookalike-vgg", "lookalike-resnet"), "shapes": ("shapes-vgg", "shapes-resnet")}
+DEFAULT_BENCHMARK = "lookalike"
 VQA = "vqa-basic"
 FAITHFULNESS = ("gradcam", "gradcam++", "xgradcam", "hirescam", "scorecam", "ablation", "lift")
 SHAPLEY_CAMS = ("shapleycam", "shapleycam-h", "shapleycam-e")
 CONTROLS = tuple(controls.CONTROLS)  # oracle, random, centre, constant: in every table of maps
 CONTROL_UTILITY = "none"             # a control reads no utility
 BENCHMARK_SEED = zoo.HELD_OUT_SEED  # the zoo's held-out scenes: training uses seeds 1000 and up
-FULL_IMAGES = 192           # scenes per model in the full run (about 30 minutes on 2 busy CPU cores)
-FULL_REFERENCE_IMAGES = 96  # of which Table 2 compares to SHAP-CAM_10000
+FULL_IMAGES = 1000          # scenes per model in the full run (about 40 minutes on 2 CPU cores, see results/README.md)
+FULL_REFERENCE_IMAGES = 256  # of which Table 2 compares to SHAP-CAM_10000, and ROAD and ARCC impute
 COLUMNS = ["table", "model", "method", "utility", "image", "metric", "value"]
 # ROAD's cost is one imputed copy per percentage and order (about 50 ms each on 2 cores): the runner uses
 # every other percentage of Rong et al.'s 10..90 and, like Table 2, the first ``reference_images`` scenes.
@@ -68,8 +72,11 @@ class Settings:
     reference_images: int  # Table 2 runs on these first scenes: the reference costs P (K + 1) head calls each
     seed: int
     chunk: int = 32
+    benchmark: str = DEFAULT_BENCHMARK  # a key of BENCHMARKS: which classifiers the tables run on
 
     def __post_init__(self):
+        if self.benchmark not in BENCHMARKS:
+            raise ValueError(f"unknown benchmark {self.benchmark!r}; choose one of {list(BENCHMARKS)}")
         if self.n_images < 2:
             raise ValueError(f"need at least 2 images for bootstrap intervals, got {self.n_images}")
         if not 0 < self.reference_images <= self.n_images or (
@@ -82,28 +89,29 @@ def tables(settings: Settings) -> list[Table]:
     """The analogues of LIFT-CAM's Tables 1-6 and of ShapleyCAM's AD/Coh/Com/ADCC/IC/ADD table."""
     shap, n = tuple(f"shap_{p}" for p in settings.permutations), settings.n_images
     mapped = FAITHFULNESS + CONTROLS
+    classifiers = BENCHMARKS[settings.benchmark]
     return [
-        Table("table1", "SHAP-CAM_P: more orderings, more faithful (IC, AD, ADD)", CLASSIFIERS, shap,
+        Table("table1", "SHAP-CAM_P: more orderings, more faithful (IC, AD, ADD)", classifiers, shap,
               ("logit",), ("ic", "ad", "add"), n),
         Table("table2", f"Cosine similarity of alpha to SHAP-CAM_{settings.reference_permutations}; "
-              "local-accuracy gap", CLASSIFIERS, FAITHFULNESS + SHAPLEY_CAMS + shap, ("logit",),
+              "local-accuracy gap", classifiers, FAITHFULNESS + SHAPLEY_CAMS + shap, ("logit",),
               ("cosine", "local_accuracy_gap"), settings.reference_images),
-        Table("table3", "Faithfulness: IC, AD, ADD", CLASSIFIERS, mapped, ("logit",), ("ic", "ad", "add"), n),
-        Table("table4", "Insertion and deletion AUC (41 steps)", CLASSIFIERS, mapped, ("logit",),
+        Table("table3", "Faithfulness: IC, AD, ADD", classifiers, mapped, ("logit",), ("ic", "ad", "add"), n),
+        Table("table4", "Insertion and deletion AUC (41 steps)", classifiers, mapped, ("logit",),
               ("insertion", "deletion"), n),
-        Table("table5", "Pointing games: energy and argmax, boxes and masks", CLASSIFIERS, mapped, ("logit",),
+        Table("table5", "Pointing games: energy and argmax, boxes and masks", classifiers, mapped, ("logit",),
               ("pointing_box", "pointing_mask", "pointing_game_box", "pointing_game_mask"), n),
         Table("table6", "VQA: IC, AD, ADD", (VQA,), mapped, ("logit",), ("ic", "ad", "add"), n),
         Table("road", "ROAD (noisy linear imputation) and faithfulness correlation, pixels and channels",
-              CLASSIFIERS, mapped, ("logit",),
+              classifiers, mapped, ("logit",),
               ("road_morf", "road_lerf", "road", "faithfulness_correlation", "channel_correlation"),
               settings.reference_images),
         # Score-CAM is left out here: K whole-network passes per image, for 3 utilities, twice for Coherency.
-        Table("shapleycam", "ShapleyCAM paper: AD, Coherency, Complexity, (ADCC), IC, ADD", CLASSIFIERS,
+        Table("shapleycam", "ShapleyCAM paper: AD, Coherency, Complexity, (ADCC), IC, ADD", classifiers,
               tuple(m for m in FAITHFULNESS if m != "scorecam") + SHAPLEY_CAMS + CONTROLS,
               ("logit", "softmax", "rest"), ("ad", "coherency", "complexity", "ic", "add", "add_clamped"), n),
         # ROAD imputes 10 copies of each image: ARCC is computed for the ShapleyCAM paper's own setting only.
-        Table("arcc", "ARCC: Coherency, Complexity and ROAD with the ReST utility", CLASSIFIERS,
+        Table("arcc", "ARCC: Coherency, Complexity and ROAD with the ReST utility", classifiers,
               ("gradcam", "hirescam") + SHAPLEY_CAMS + CONTROLS, ("rest",), ("coherency", "complexity", "road"),
               settings.reference_images),
     ]
@@ -143,6 +151,11 @@ class Benchmark:
     boxes: Tensor
 
     @cached_property
+    def scorer(self) -> torch.nn.Module:
+        """The model the metrics' many passes run through: ``runtime.inference_copy``, the same function."""
+        return runtime.inference_copy(self.explainer.model)
+
+    @cached_property
     def cam_size(self) -> tuple[int, int]:
         """``(h, w)`` of the explained layer, where the controls make their maps."""
         extra = tuple(e[:1] for e in self.extra_inputs)
@@ -152,17 +165,16 @@ class Benchmark:
 def load_benchmark(name: str, n_images: int, seed: int) -> Benchmark:
     """``n_images`` held-out scenes of the model's world, generated from ``seed``."""
     entry = zoo.load(name)
-    if name == VQA:
-        scenes = data.make_vqa_scenes(n_images, seed)
+    scenes = zoo.scenes(name, n_images, seed)
+    if isinstance(scenes, data.VQAScenes):
         return Benchmark(name, Explainer(entry.model, entry.layer), scenes.images, (scenes.questions,),
                          scenes.evidence_masks, torch.zeros(n_images, 0, 4, dtype=torch.long))
-    scenes = data.make_shape_scenes(n_images, seed)
     return Benchmark(name, Explainer(entry.model, entry.layer), scenes.images, (), scenes.masks, scenes.boxes)
 
 
 def piece_path(out: Path, table: str, model: str, method: str, utility: str) -> Path:
     """Where one piece's per-image values live."""
-    return out / "pieces" / table / model / f"{method}__{utility}.csv"
+    return out / "pieces" / table / model / f"{method}__{utility}.csv.gz"
 
 
 def run(out: str | Path, settings: Settings, models: Optional[Sequence[str]] = None,
@@ -182,15 +194,17 @@ def run(out: str | Path, settings: Settings, models: Optional[Sequence[str]] = N
         bar = tqdm(total=sum(map(len, starts.values())), desc=model, disable=not progress)
         needs_reference = any("cosine" in t.metrics for wanted in groups.values() for t in wanted)
         reference = _reference(out, bench, settings, bar) if needs_reference else None
+        shared: dict[int, dict] = {}  # per chunk: the passes every method's metrics share (metrics.evaluate)
         for (method, utility), wanted in groups.items():
             bar.set_postfix_str(f"{method} / {utility}")
-            frames = []
+            frames, timings = [], {}
             for start in starts[method, utility]:
                 rows = slice(start, start + settings.chunk)
                 frames.append(_score_chunk(bench, method, utility, [t for t in wanted if t.n_images > start],
-                                           rows, settings.seed, reference))
+                                           rows, settings.seed, reference, timings, shared.setdefault(start, {})))
                 bar.update()
             _write_pieces(out, model, method, utility, pd.concat(frames, ignore_index=True), wanted)
+            _log_profile(out, model, method, utility, timings, max(t.n_images for t in wanted))
         bar.close()
     return load(out)
 
@@ -213,7 +227,7 @@ def _reference(out: Path, bench: Benchmark, settings: Settings, bar: tqdm) -> Te
     if path.exists():
         return torch.load(path)
     bar.set_postfix_str(f"reference SHAP-CAM_{settings.reference_permutations}")
-    alphas = []
+    began, alphas = time.perf_counter(), []
     for rows in torch.arange(settings.reference_images).split(4):  # [4, P, K] marginals at a time
         extra = tuple(e[rows] for e in bench.extra_inputs)
         alphas.append(bench.explainer(bench.images[rows], "shap", extra_inputs=extra, batch_size=65536,
@@ -222,28 +236,43 @@ def _reference(out: Path, bench: Benchmark, settings: Settings, bar: tqdm) -> Te
         bar.refresh()
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(torch.cat(alphas), path)
+    _log_profile(out, bench.name, f"shap_{settings.reference_permutations}", "logit",
+                 {"explain": time.perf_counter() - began}, settings.reference_images)
     return torch.cat(alphas)
 
 
+def _log_profile(out: Path, model: str, method: str, utility: str, timings: dict[str, float], n_images: int) -> None:
+    """Append where one piece's time went (``explain``: the method; then one stage per metric, a pass several
+    metrics share charged to the first) to ``out/profile.csv``: the profile ``results/README.md`` reports."""
+    path = out / "profile.csv"
+    rows = pd.DataFrame([{"model": model, "method": method, "utility": utility, "stage": stage,
+                          "seconds": round(seconds, 3), "images": n_images} for stage, seconds in timings.items()])
+    rows.to_csv(path, mode="a", header=not path.exists(), index=False)
+
+
 def _score_chunk(bench: Benchmark, method: str, utility: str, wanted: list[Table], rows: slice,
-                 seed: int, reference: Optional[Tensor]) -> pd.DataFrame:
+                 seed: int, reference: Optional[Tensor], timings: dict[str, float],
+                 shared: Optional[dict] = None) -> pd.DataFrame:
     """Explain one chunk of images with one method (or make a control's maps) and score it with every
-    metric its pieces need; the control's rerun for Coherency makes its map again."""
+    metric its pieces need; the control's rerun for Coherency makes its map again. Seconds per stage are
+    added to ``timings``."""
     name, options = method_call(method, seed)
     images, extra = bench.images[rows], tuple(e[rows] for e in bench.extra_inputs)
     needed = list(dict.fromkeys(m for table in wanted for m in table.metrics))
-    shared = dict(extra_inputs=extra, boxes=bench.boxes[rows], masks=bench.masks[rows], seed=seed,
-                  road_percentages=ROAD_PERCENTAGES)
+    common = dict(extra_inputs=extra, boxes=bench.boxes[rows], masks=bench.masks[rows], seed=seed,
+                  road_percentages=ROAD_PERCENTAGES, timings=timings, shared=shared)
     if method in CONTROLS:
         image_ids = torch.arange(len(bench.images))[rows]
         make = lambda masked: controls.saliency(method, bench.masks[rows], bench.cam_size, image_ids, seed)  # noqa: E731
-        table = metrics.evaluate(bench.explainer.model, images, make(images), metrics.applicable(needed, False),
-                                 rerun=make, **shared)
+        table = metrics.evaluate(bench.scorer, images, make(images), metrics.applicable(needed, False),
+                                 rerun=make, **common)
     else:
+        began = time.perf_counter()
         explanation = bench.explainer(images, name, utility=utility, extra_inputs=extra, **options)
-        table = metrics.evaluate(bench.explainer.model, images, explanation, needed,
+        timings["explain"] = timings.get("explain", 0.0) + time.perf_counter() - began
+        table = metrics.evaluate(bench.scorer, images, explanation, needed,
                                  reference_alpha=None if reference is None else reference[rows],
-                                 explainer=bench.explainer, method_options=options, **shared)
+                                 explainer=bench.explainer, method_options=options, **common)
     table["image"] += rows.start
     return table
 
@@ -257,7 +286,7 @@ def _write_pieces(out: Path, model: str, method: str, utility: str, values: pd.D
         path = piece_path(out, table.name, model, method, utility)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
-        piece.to_csv(partial, index=False, float_format="%.7g")
+        piece.to_csv(partial, index=False, float_format="%.7g", compression={"method": "gzip", "mtime": 0})
         partial.replace(path)
 
 
@@ -274,7 +303,7 @@ def _check_settings(out: Path, settings: Settings) -> None:
 
 def load(out: str | Path) -> pd.DataFrame:
     """Every piece's per-image values in ``out``, in one tidy DataFrame (the book reads results this way)."""
-    paths = sorted((Path(out) / "pieces").glob("*/*/*.csv"))
+    paths = sorted((Path(out) / "pieces").glob("*/*/*.csv.gz"))
     if not paths:
         return pd.DataFrame(columns=COLUMNS)
     return pd.concat([pd.read_csv(path) for path in paths], ignore_index=True)
@@ -285,6 +314,20 @@ def load(out: str | Path) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 
 FLOAT_TIE = 1e-3  # percent: differences of means below this are float noise
+# What the runner tests, fixed before the full run on the look-alike benchmark (the claims of the issue that
+# built ``reproduce``, and the ReST claims of the ShapleyCAM paper); ``checks`` has a row per claim and model.
+CLAIMS = (
+    "controls: the oracle map beats the random map on each metric of each table (is the metric informative here?)",
+    "table1: SHAP-CAM_P ordered in P on IC, AD and ADD",
+    "table2: cos(LIFT-CAM, SHAP-CAM_10000) > 0.999 on a linear head and > 0.9 on a nonlinear one",
+    "table2: LIFT-CAM closer to SHAP-CAM_10000 than Grad-CAM (paired cosine)",
+    "table2: Ablation-CAM's local-accuracy gap non-zero, LIFT-CAM's zero to float precision",
+    "tables 3, 4, 6 and road: LIFT-CAM at least as faithful as Grad-CAM on every metric (paired)",
+    "shapleycam: ShapleyCAM no worse than Grad-CAM on AD, both with ReST (paired)",
+    "shapleycam: ReST lowers Grad-CAM's AD compared with the logit (paired)",
+    "shapleycam: ShapleyCAM no worse than Grad-CAM on ADCC, both with ReST (paired bootstrap of ADCC)",
+    "arcc: ShapleyCAM no worse than Grad-CAM on ARCC, both with ReST (paired bootstrap of ARCC)",
+)
 
 
 def checks(values: pd.DataFrame, summary: pd.DataFrame, settings: Settings) -> pd.DataFrame:
@@ -323,7 +366,7 @@ def _control_checks(values: pd.DataFrame, model: str) -> list[dict]:
         for metric in measured + combined:
             found = compare.improvement(here, metric, {"method": "oracle"}, {"method": "random"})
             rows.append(dict(claim=f"{table}: controls: the oracle beats random on {metric} (improvement, paired)",
-                             model=model, value=found["improvement"], low=found["low"], high=found["high"],
+                             model=model, value=found["improvement"], low=found["low"], high=found["high"], n=found["n"], mde=found["mde"],
                              expected="> 0 (the metric sees the evidence)", holds=found["verdict"] == "better",
                              verdict=found["verdict"], informative=found["verdict"] == "better",
                              table=table, metric=metric))
@@ -344,7 +387,7 @@ def _lift_vs_gradcam(values: pd.DataFrame, model: str, table: str, metric: str,
         untested = "explanation" in metrics.METRICS[metric].needs
         verdict += " (untested metric: controls have no alpha)" if untested else " (untested: no controls here)"
     return dict(claim=f"{table}: LIFT-CAM at least as faithful as Grad-CAM on {metric} (improvement, paired)",
-                model=model, value=found["improvement"], low=found["low"], high=found["high"],
+                model=model, value=found["improvement"], low=found["low"], high=found["high"], n=found["n"], mde=found["mde"],
                 expected=">= 0 (not significantly < 0)",
                 holds=found["verdict"] != "worse" if informative is not False else None,
                 verdict=verdict, informative=informative)
@@ -374,7 +417,7 @@ def _table1_checks(values: pd.DataFrame, mean: pd.DataFrame, model: str, setting
         rows.append(dict(claim=f"table1: SHAP-CAM_P ordered on {metric} "
                      f"({' / '.join(f'{m:.4g}' for m in means)} for P = {settings.permutations}); "
                      f"value: improvement of {last} over {first}", model=model, value=found["improvement"],
-                     low=found["low"], high=found["high"], expected="monotone in P, as in the paper", holds=ordered,
+                     low=found["low"], high=found["high"], n=found["n"], mde=found["mde"], expected="monotone in P, as in the paper", holds=ordered,
                      verdict=f"{order}; {found['verdict']}", informative=informative.get(("table3", metric))))
     return rows
 
@@ -390,7 +433,7 @@ def _table2_checks(values: pd.DataFrame, mean: pd.DataFrame, model: str, setting
                  holds=bool(cosine["low"] > threshold), verdict="above" if cosine["low"] > threshold else "below")]
     found = compare.improvement(values[values.table == "table2"], "cosine", {"method": "lift"}, {"method": "gradcam"})
     rows.append(dict(claim="table2: cosine of LIFT-CAM minus cosine of Grad-CAM (paired)", model=model,
-                     value=found["improvement"], low=found["low"], high=found["high"], expected="> 0",
+                     value=found["improvement"], low=found["low"], high=found["high"], n=found["n"], mde=found["mde"], expected="> 0",
                      holds=found["verdict"] == "better", verdict=found["verdict"]))
     for method, expected in (("ablation", "> 0.001"), ("lift", "< 0.001 (float precision)")):
         gap = mean.loc[("table2", model, method, "logit", "local_accuracy_gap")]
@@ -422,7 +465,7 @@ def _shapleycam_checks(values: pd.DataFrame, mean: pd.DataFrame, model: str, inf
         found = compare.improvement(select, metric, first, second)
         informative_here = informative.get((table, metric))
         rows.append(dict(claim=f"{table}: {claim}", model=model, value=found["improvement"], low=found["low"],
-                         high=found["high"], expected=expected,
+                         high=found["high"], n=found["n"], mde=found["mde"], expected=expected,
                          holds=holds(found["verdict"]) if informative_here is not False else None,
                          verdict=found["verdict"] if informative_here is not False else
                          f"not used: {metric} fails the controls' test here ({found['verdict']})",
@@ -434,7 +477,7 @@ def has_linear_head(model: str) -> bool:
     """Is the model's head global average pooling + one linear layer (CAM's setting)? Asks method 'cam'."""
     entry = zoo.load(model)
     try:
-        Explainer(entry.model, entry.layer)(data.make_shape_scenes(1, 0).images, "cam")
+        Explainer(entry.model, entry.layer)(zoo.scenes(model, 1, 0).images, "cam")
     except ValueError:
         return False
     return True
@@ -444,26 +487,34 @@ def has_linear_head(model: str) -> bool:
 # Command line
 # ---------------------------------------------------------------------------------------------
 
-def settings_for(quick: bool, n_images: Optional[int], seed: int) -> Settings:
+def settings_for(quick: bool, n_images: Optional[int], seed: int, benchmark: str = DEFAULT_BENCHMARK,
+                 reference_images: Optional[int] = None) -> Settings:
     """``--quick``: 8 images, P in 1/10/100, a SHAP-CAM_1000 reference; full: ``FULL_IMAGES`` images,
-    and SHAP-CAM_10000 on the first ``FULL_REFERENCE_IMAGES``."""
+    and SHAP-CAM_10000 (with ROAD and the correlations) on the first ``FULL_REFERENCE_IMAGES``."""
     if quick:
         n_images = n_images or 8
-        return Settings(n_images, (1, 10, 100), 1000, n_images, seed, chunk=8)
+        return Settings(n_images, (1, 10, 100), 1000, n_images, seed, chunk=8, benchmark=benchmark)
     n_images = n_images or FULL_IMAGES
-    return Settings(n_images, (1, 10, 100), 10000, min(n_images, FULL_REFERENCE_IMAGES), seed)
+    reference = reference_images or min(n_images, FULL_REFERENCE_IMAGES)
+    return Settings(n_images, (1, 10, 100), 10000, reference, seed, benchmark=benchmark)
 
 
 def parser() -> argparse.ArgumentParser:
-    """``reproduce [--quick] [--images N] [--out DIR] [--seed S] [--models M ...] [--no-progress]``."""
+    """``reproduce [--quick] [--images N] [--out DIR] [--seed S] [--benchmark B] [--models M ...] [--no-progress]``."""
     parse = argparse.ArgumentParser(prog="python -m cam_lib reproduce", description=__doc__.splitlines()[0])
     parse.add_argument("--quick", action="store_true", help="a few images and a small SHAP reference (minutes)")
     parse.add_argument("--images", type=int, default=None,
                        help=f"scenes per model (default {FULL_IMAGES}, quick 8)")
+    parse.add_argument("--reference-images", type=int, default=None,
+                       help=f"scenes of the SHAP-CAM_10000 reference, ROAD and ARCC (default {FULL_REFERENCE_IMAGES})")
     parse.add_argument("--out", default="runs/reproduce", help="output folder (default runs/reproduce)")
     parse.add_argument("--seed", type=int, default=BENCHMARK_SEED,
                        help=f"scenes and orderings (default {BENCHMARK_SEED})")
-    parse.add_argument("--models", nargs="+", default=None, help=f"a subset of {[*CLASSIFIERS, VQA]}")
+    parse.add_argument("--benchmark", choices=list(BENCHMARKS), default=DEFAULT_BENCHMARK,
+                       help="the classifiers: " + "; ".join(f"{key}: {', '.join(models)}" for key, models
+                                                            in BENCHMARKS.items()) + f" (default {DEFAULT_BENCHMARK})")
+    parse.add_argument("--models", nargs="+", default=None, help="a subset of the benchmark's classifiers and "
+                       f"{VQA} (default: all three)")
     parse.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parse
 
@@ -471,8 +522,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run, then write ``summary.csv``, ``checks.csv`` and ``README.md`` into ``--out``."""
     args = parser().parse_args(argv)
-    settings = settings_for(args.quick, args.images, args.seed)
-    models = [m for m in (args.models or [*CLASSIFIERS, VQA]) if zoo_has(m)]
+    settings = settings_for(args.quick, args.images, args.seed, args.benchmark, args.reference_images)
+    models = _models(args.models, args.benchmark)
     began = time.perf_counter()
     values = run(args.out, settings, models, progress=not args.no_progress)
     summary = metrics.summarise(values, seed=settings.seed)
@@ -486,6 +537,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"wrote {out / 'summary.csv'}, {out / 'checks.csv'}: "
           f"{int(found.holds.fillna(True).astype(bool).sum())} of {len(found)} checks hold")
     return 0
+
+
+def _models(asked: Optional[Sequence[str]], benchmark: str) -> list[str]:
+    """The models to run: those asked for (all of the benchmark's and VQA by default), each in this benchmark;
+    a model whose weights are missing is skipped with a note (a fresh clone has them all)."""
+    known = [*BENCHMARKS[benchmark], VQA]
+    for name in asked or ():
+        if name not in known:
+            home = [key for key, models in BENCHMARKS.items() if name in models]
+            hint = f"add --benchmark {home[0]}" if home else f"choose from {known}"
+            raise SystemExit(f"model {name!r} is not in the {benchmark!r} benchmark: {hint}")
+    chosen = list(asked or known)
+    for name in chosen:
+        if not zoo_has(name):
+            print(f"skipping {name}: no weights (train them with python -m cam_lib.zoo train {name})")
+    return [name for name in chosen if zoo_has(name)]
 
 
 def zoo_has(name: str) -> bool:
@@ -509,7 +576,7 @@ def write_readme(out: Path, command: list[str], settings: Settings, models: list
     invocations.to_csv(log, index=False)
     is_control = found.claim.str.contains("controls: the oracle beats random")
     lines = [
-        "# Reproduction of the LIFT-CAM and ShapleyCAM tables on the embedded benchmark", "",
+        f"# Reproduction of the LIFT-CAM and ShapleyCAM tables on the {settings.benchmark} benchmark", "",
         f"- command: `{' '.join(command)}`",
         f"- seed: {settings.seed} (scenes `cam_lib.data`, seed {settings.seed}; SHAP-CAM orderings seed "
         f"{settings.seed}, reference seed {settings.seed + 1})",
@@ -520,7 +587,7 @@ def write_readme(out: Path, command: list[str], settings: Settings, models: list
         f"- weights (sha256, first 12): {', '.join(f'{m} {_weights_hash(m)}' for m in sorted(set(found.model)))}",
         f"- wall time: {invocations.wall_seconds.sum() / 60:.1f} min in {len(invocations)} invocation(s) "
         "(a resumed invocation skips the pieces already written; see `invocations.csv`)",
-        "", "Files: `pieces/<table>/<model>/<method>__<utility>.csv` (per image; `cam_lib.reproduce.load`),",
+        "", "Files: `pieces/<table>/<model>/<method>__<utility>.csv.gz` (per image; `cam_lib.reproduce.load`),",
         "`summary.csv` (mean, 95 % bootstrap interval, n), `checks.csv` (the claims below).", "",
         "## Tables", "", _markdown(pd.DataFrame([{k: ", ".join(v) if isinstance(v, tuple) else v
                                                    for k, v in asdict(table).items()} for table in tables(settings)])),
@@ -530,13 +597,45 @@ def write_readme(out: Path, command: list[str], settings: Settings, models: list
         "above the random map with a paired 95 % interval that excludes 0; claims about methods are judged",
         "only on informative metrics.", "",
         _markdown(_control_table(found)), "",
+        "## Claims tested (fixed before the run)", "", *[f"- {claim}" for claim in CLAIMS], "",
+        "Each check gives the paired difference with its 95 % bootstrap interval, the number of images `n` and",
+        "the minimum detectable effect `mde` at that n (80 % power): a tie with a large mde says little.", "",
         "## Checks", "", _markdown(found[~is_control]), "",
         "## What does not reproduce here", "",
         *([f"- {row.model}: {row.claim}: {row.value:.4g} (expected {row.expected}; {row.verdict})"
            for row in found[~is_control & found.holds.eq(False)].itertuples()] or ["- every check above holds"]),
         "",
+        *_profile_section(out),
     ]
     (out / "README.md").write_text("\n".join(lines))
+
+
+def _profile_section(out: Path) -> list[str]:
+    """Where the run's time went (``profile.csv``): seconds by stage (a method's explanations, each metric) and
+    by method, summed over models and invocations."""
+    path = out / "profile.csv"
+    if not path.exists():
+        return []
+    profile = pd.read_csv(path)
+    total = profile.seconds.sum()
+
+    def share(column: str) -> pd.DataFrame:
+        seconds = profile.groupby(column).seconds.sum().sort_values(ascending=False)
+        return pd.DataFrame({column: seconds.index, "seconds": seconds.round(1).to_numpy(),
+                             "share %": (100 * seconds / total).round(1).to_numpy()})
+    return ["## Profile", "",
+            f"{total / 60:.1f} min of measured work (`profile.csv`: model, method, utility, stage, seconds, images).",
+            "A stage is a method's explanations (`explain`) or one metric; a model pass that several metrics",
+            "share is charged to the first that needs it.", "",
+            _markdown(share("stage")), "", _markdown(share("method")), "",
+            "Where the time went before this runner was made to fit 1,000 scenes (the same profile, 32 scenes of",
+            "`lookalike-vgg`, one thread): insertion/deletion 37 %, faithfulness correlation 33 %, ROAD 20 %,",
+            "explanations 7 % (Score-CAM most of it). Since then the metrics' passes run through",
+            "`runtime.inference_copy` (batch norm folded into the convolutions, channels-last: about twice as",
+            "fast on a CPU); the passes that do not depend on the map (`Y`, the 64 patch-subset drops of",
+            "faithfulness correlation) are made once per chunk of scenes and shared by every method",
+            "(`metrics.evaluate(shared=...)`); Score-CAM sends 256 masked images per call instead of 32 per",
+            "image; and the SHAP-CAM_10000 reference, ROAD and ARCC run on the first `reference_images` scenes.", ""]
 
 
 def _control_table(found: pd.DataFrame) -> pd.DataFrame:

@@ -19,3 +19,33 @@ def full_size() -> bool:
     The default, quick mode keeps each chapter under 90 seconds on 2 CPU cores (CI and nbval).
     """
     return os.environ.get(FULL_SIZE_VARIABLE, "0") == "1"
+
+
+class _ChannelsLast(torch.nn.Module):
+    """Feeds its model channels-last images, the memory layout oneDNN's CPU convolutions run fastest on."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor, *extra_inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(images.contiguous(memory_format=torch.channels_last), *extra_inputs)
+
+
+def inference_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` for the many forward passes of the metrics: the same function (equal to float
+    rounding, about 1e-7 on probabilities), about twice as fast on a CPU.
+
+    Each batch norm is folded into the convolution before it, ``W' = W gamma / sqrt(var + eps)``,
+    ``b' = (b - mean) gamma / sqrt(var + eps) + beta`` (eval-mode statistics), and weights and inputs are laid
+    out channels-last. A model that ``torch.fx`` cannot trace keeps its batch norms. ``model`` is unchanged.
+    """
+    import copy
+
+    import torch.fx.experimental.optimization as fx_optimization
+    frozen = copy.deepcopy(model).eval()
+    try:
+        frozen = fx_optimization.fuse(frozen)
+    except Exception:  # noqa: BLE001 (any tracing failure): the unfused copy computes the same function
+        pass
+    return _ChannelsLast(frozen.to(memory_format=torch.channels_last)).eval().requires_grad_(False)

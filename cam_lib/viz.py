@@ -1,4 +1,4 @@
-"""Figures people look at: saliency overlays, a grid of methods, coefficient bars.
+"""Figures people look at: saliency overlays, a grid of methods, coefficient bars, metric intervals.
 
 Tensors leave torch only here, at the last moment, for matplotlib.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Mapping, Optional, Sequence
 
 import matplotlib.pyplot as plt
+import pandas as pd
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -61,3 +62,44 @@ def alpha_bars(ax: Axes, alphas: Mapping[str, Tensor], top: int = 20, errors: Op
     ax.axhline(0, color="black", linewidth=0.5)
     ax.legend(fontsize=8)
     return ax
+
+
+def metric_label(name: str) -> str:
+    """A metric's name, unit and direction, from ``metrics.METRICS``: ``"ad (%; lower is better)"``."""
+    from .metrics import METRICS
+    spec = METRICS[name]
+    return f"{name} ({spec.unit}; {'higher' if spec.higher_is_better else 'lower'} is better)"
+
+
+def interval_plot(summary: pd.DataFrame, names: Sequence[str], models: Sequence[str], order: Sequence[str],
+                  title: str, grey: Sequence[str] = (), paper: Optional[pd.DataFrame] = None) -> Figure:
+    """Means and 95 % intervals of ``summary`` (``metrics.summarise``'s columns ``model, method, metric,
+    mean, low, high``), a panel per (model, metric), one row per method in ``order``; methods in ``grey``
+    (the controls) are grey. ``paper`` (columns ``model, method, metric, value``: the model row it is set
+    beside) adds a paper's numbers as open red diamonds, on a top axis of their own: another network on
+    another dataset, to compare in order and direction, not in value."""
+    shown = [m for m in order if m in set(summary.method)]
+    figure, axes = plt.subplots(len(models), len(names), squeeze=False, sharey=True,
+                                figsize=(3.6 * len(names), 1.0 + (0.8 + 0.22 * len(shown)) * len(models)))
+    for row, model in enumerate(models):
+        for column, name in enumerate(names):
+            ax = axes[row, column]
+            rows = summary[(summary.model == model) & (summary.metric == name) & summary.method.isin(shown)]
+            for method, found in rows.set_index("method").iterrows():
+                ax.errorbar(found["mean"], shown.index(method), fmt="o", capsize=3,
+                            xerr=[[found["mean"] - found["low"]], [found["high"] - found["mean"]]],
+                            color="grey" if method in grey else "tab:blue")
+            reported = None if paper is None else paper[(paper.model == model) & (paper.metric == name)
+                                                        & paper.method.isin(shown)]
+            if reported is not None and len(reported):
+                twin = ax.twiny()
+                twin.plot(reported.value, [shown.index(m) for m in reported.method], "D", color="tab:red",
+                          fillstyle="none", label="paper")
+                twin.tick_params(axis="x", colors="tab:red", labelsize=7)
+            ax.set_title(f"{model}\n{metric_label(name)}", fontsize=9)
+            ax.grid(axis="x", alpha=0.3)
+    axes[0, 0].set_yticks(range(len(shown)), shown)
+    axes[0, 0].invert_yaxis()
+    figure.suptitle(title, fontsize=11)
+    figure.tight_layout()
+    return figure

@@ -128,3 +128,44 @@ def test_normalisation_round_trip_and_denormalised_range():
     pixels = data.denormalize(images)
     assert pixels.min() >= 0 and pixels.max() <= 1
     assert torch.allclose(data.normalize(pixels), images, atol=1e-5)
+
+
+def test_lookalike_scenes_are_seeded_balanced_and_normalised():
+    first, again = data.make_lookalike_scenes(400, 3), data.make_lookalike_scenes(400, 3)
+    assert torch.equal(first.images, again.images) and torch.equal(first.boxes, again.boxes)
+    counts = torch.bincount(first.labels, minlength=len(data.LOOKALIKE_CLASSES))
+    assert len(data.LOOKALIKE_CLASSES) >= 20 and counts.min() == counts.max() == 20
+    assert first.images.mean((0, 2, 3)).abs().max() < 0.15 and (first.images.std((0, 2, 3)) - 1).abs().max() < 0.15
+
+
+def test_lookalike_classes_need_all_three_attributes():
+    colour, texture, shape = data.lookalike_attributes(torch.arange(len(data.LOOKALIKE_CLASSES)))
+    names = [name.split() for name in data.LOOKALIKE_CLASSES]
+    assert [data.LOOKALIKE_COLOURS[c] for c in colour] == [n[0] for n in names]
+    assert [("solid", "striped")[t] for t in texture] == [n[1] for n in names]
+    for fixed in ((colour, texture), (colour, shape), (texture, shape)):  # no two attributes decide the class
+        pairs = torch.stack(fixed, 1)
+        assert (pairs.unique(dim=0, return_counts=True)[1] >= 2).all()
+
+
+def test_lookalike_masks_are_the_visible_class_pixels():
+    scenes = data.make_lookalike_scenes(300, seed=1)
+    area = scenes.masks.sum((1, 2)).float()
+    assert (area > 0).all()  # an occluder never hides the whole object
+    shapes = data.make_shape_scenes(300, seed=1)
+    assert area.median() < 0.6 * shapes.masks.sum((1, 2)).float().median()  # smaller objects than the shape scenes
+    for index in range(300):
+        boxes = scenes.boxes[index, :scenes.n_instances[index]]
+        inside = metrics.boxes_to_masks([boxes], (data.IMAGE_SIZE, data.IMAGE_SIZE))[0].bool()
+        assert not (scenes.masks[index] & ~inside).any()
+
+
+def test_lookalike_distractors_are_never_a_class():
+    generator = torch.Generator().manual_seed(0)
+    distractors = data._lookalike_distractor(5000, generator)
+    looks_like_a_class = (distractors.shape < 5) & (distractors.texture != data.CHECKED)
+    colours = distractors.colour[looks_like_a_class]
+    hue_of = data._hsv(torch.tensor(data.LOOKALIKE_HUES), torch.ones(2), torch.ones(2))
+    # a class colour has R = value and G, B below; the distractors' colours never sit within the class hues
+    distance = torch.cdist(colours / colours.amax(1, keepdim=True), hue_of).amin(1)
+    assert distance.min() > 0.2 and looks_like_a_class.sum() > 500

@@ -360,3 +360,38 @@ def test_road_of_a_perfect_map_on_a_model_that_reads_only_its_region():
     assert ((morf - y[:, None]).abs()[:, 1:] > 1e-4).all()
     again, _ = metrics.road_curves(model, x, perfect, target, percentages=(10, 50, 80), noise=0.01, seed=3)
     torch.testing.assert_close(morf, again)
+
+
+def test_shared_passes_give_the_same_values_and_refuse_other_images():
+    model, x = seeded(VggNet), images(4)
+    maps = torch.rand(2, 4, 16, 16, generator=torch.Generator().manual_seed(3))
+    names = ["ic", "ad", "add", "faithfulness_correlation"]
+    alone = [metrics.evaluate(model, x, m, names, n_subsets=12) for m in maps]
+    passes = []
+    model.register_forward_hook(lambda module, inputs, output: passes.append(len(inputs[0])))
+    shared, images_scored = {}, []
+    together = []
+    for saliency in maps:
+        passes.clear()
+        together.append(metrics.evaluate(model, x, saliency, names, n_subsets=12, shared=shared))
+        images_scored.append(sum(passes))
+    for first, second in zip(alone, together):
+        pd.testing.assert_frame_equal(first, second, rtol=1e-5, atol=1e-6)
+    # the first map pays for Y, O, D and 12 drops per image; the second only for its own O and D (and each
+    # bare map for the pass that finds its target class)
+    assert images_scored == [4 + 4 * (3 + 12), 4 + 4 * 2]
+    with pytest.raises(ValueError, match="other images"):
+        metrics.evaluate(model, images(4) + 1, maps[0], names, shared=shared)
+
+
+def test_inference_copy_is_the_same_function_and_leaves_the_model_alone():
+    from cam_lib import runtime, zoo
+    loaded = zoo.load("shapes-vgg", torch.device("cpu"))
+    before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    fast = runtime.inference_copy(loaded.model)
+    x = cam_lib.data.make_shape_scenes(16, 0).images
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x).softmax(1), loaded.model(x).softmax(1), atol=1e-5, rtol=1e-4)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())  # folded into the convolutions
+    assert all(torch.equal(before[k], v) for k, v in loaded.model.state_dict().items())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in loaded.model.modules())

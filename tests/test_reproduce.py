@@ -6,7 +6,7 @@ import pytest
 
 from cam_lib import reproduce
 
-ARGS = ["--quick", "--images", "2", "--models", "shapes-vgg", "--no-progress"]
+ARGS = ["--quick", "--images", "2", "--models", "lookalike-vgg", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +34,16 @@ def test_quick_run_writes_tidy_csvs(quick_run):
     assert "adcc" in set(summary[summary.table == "shapleycam"].metric)
     assert "arcc" in set(summary[summary.table == "arcc"].metric)
     checks = pd.read_csv(quick_run / "checks.csv")
-    assert {"claim", "model", "value", "low", "high", "expected", "holds", "verdict", "informative"} <= set(
-        checks.columns)
+    assert {"claim", "model", "value", "low", "high", "n", "mde", "expected", "holds", "verdict",
+            "informative"} <= set(checks.columns)
+    compared = checks.dropna(subset=["mde"])
+    assert len(compared) > 10 and (compared.mde >= 0).all() and (compared.n == 2).all()
     readme = (quick_run / "README.md").read_text()
     assert "--quick" in readme and "seed" in readme and "wall time" in readme
+    assert "## Claims tested (fixed before the run)" in readme and "## Profile" in readme
+    profile = pd.read_csv(quick_run / "profile.csv")
+    assert {"explain", "insertion", "ad"} <= set(profile.stage) and (profile.seconds >= 0).all()
+    assert set(profile.model) == {"lookalike-vgg"} and "shap_1000" in set(profile.method)  # the reference
 
 
 def test_resume_skips_written_pieces(quick_run, monkeypatch):
@@ -47,7 +53,7 @@ def test_resume_skips_written_pieces(quick_run, monkeypatch):
     before = reproduce.load(quick_run)
     assert reproduce.main([*ARGS, "--out", str(quick_run)]) == 0
     assert scored == []
-    reproduce.piece_path(quick_run, "table4", "shapes-vgg", "lift", "logit").unlink()
+    reproduce.piece_path(quick_run, "table4", "lookalike-vgg", "lift", "logit").unlink()
     assert reproduce.main([*ARGS, "--out", str(quick_run)]) == 0
     assert scored == [("lift", "logit")]
     after = reproduce.load(quick_run)
@@ -59,7 +65,7 @@ def test_resume_skips_written_pieces(quick_run, monkeypatch):
 def test_resume_refuses_other_settings(quick_run):
     assert json.loads((quick_run / "settings.json").read_text())["n_images"] == 2
     with pytest.raises(ValueError, match="other settings|holds a run"):
-        reproduce.main(["--quick", "--images", "3", "--models", "shapes-vgg", "--no-progress",
+        reproduce.main(["--quick", "--images", "3", "--models", "lookalike-vgg", "--no-progress",
                         "--out", str(quick_run)])
 
 
@@ -98,3 +104,11 @@ def test_runs_give_controls_one_utility_and_scorecam_its_softmax():
                                      ("oracle", "none")]
     table = reproduce.Table("t", "", ("m",), ("gradcam", "random"), ("logit", "rest"), ("ad",), 4)
     assert reproduce.runs(table) == [("gradcam", "logit"), ("gradcam", "rest"), ("random", "none")]
+
+
+def test_models_must_belong_to_the_benchmark():
+    with pytest.raises(SystemExit, match="--benchmark shapes"):
+        reproduce.main(["--quick", "--models", "shapes-vgg", "--out", "unused"])
+    assert reproduce.tables(reproduce.settings_for(True, 2, 7, "shapes"))[0].models == ("shapes-vgg", "shapes-resnet")
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        reproduce.Settings(2, (1,), 10, 2, 7, benchmark="imagenet")

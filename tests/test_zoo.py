@@ -87,3 +87,23 @@ def test_scene_layout_names_each_object_in_its_cell():
     for n in range(50):
         pairs = [(s, c) for s, c in zip(scenes.object_shapes[n].tolist(), scenes.object_colours[n].tolist()) if s >= 0]
         assert counts[n].tolist() == [pairs.count((s, c)) for s in range(len(data.VQA_SHAPES)) for c in range(len(data.VQA_COLOURS))]
+
+
+@pytest.mark.parametrize("name", ["lookalike-vgg", "lookalike-resnet"])
+def test_lookalike_models_are_about_as_sure_as_imagenet_models(name):
+    found = zoo.calibration(name, 1000, zoo.TARGET_SEED)  # a seed never used in training or tuning
+    assert 0.75 <= found["accuracy"] <= 0.92
+    assert 0.5 <= found["median_true_class_probability"] <= 0.95
+    assert 0 <= found["ece"] < 0.15 and found["above_0.99"] < 0.5
+    assert zoo.load(name).classes == data.LOOKALIKE_CLASSES
+
+
+def test_shape_models_are_saturated():
+    assert zoo.calibration("shapes-resnet", 400, zoo.TARGET_SEED)["median_true_class_probability"] > 0.99
+
+
+def test_expected_calibration_error_by_hand():
+    confidence = torch.tensor([0.95, 0.95, 0.55, 0.55])
+    correct = torch.tensor([True, True, True, False])
+    # bins of width 1/15: {0.95, 0.95} is 100 % right at 95 % confidence, {0.55, 0.55} 50 % right at 55 %
+    assert zoo.expected_calibration_error(confidence, correct) == pytest.approx(0.5 * 0.05 + 0.5 * 0.05)
