@@ -74,6 +74,11 @@ class Settings:
     chunk: int = 32
     benchmark: str = DEFAULT_BENCHMARK  # a key of BENCHMARKS: which classifiers the tables run on
 
+    @property
+    def classifiers(self) -> tuple[str, ...]:
+        """The benchmark's two classifiers: the nonlinear (VGG-style) head, then the linear one."""
+        return BENCHMARKS[self.benchmark]
+
     def __post_init__(self):
         if self.benchmark not in BENCHMARKS:
             raise ValueError(f"unknown benchmark {self.benchmark!r}; choose one of {list(BENCHMARKS)}")
@@ -349,7 +354,9 @@ def checks(values: pd.DataFrame, summary: pd.DataFrame, settings: Settings) -> p
         if {"shapleycam", "arcc"} & set(here.table):
             rows += _shapleycam_checks(here, mean, model, informative)
     found = pd.DataFrame([row for row in rows if row is not None])
-    return found.drop(columns=["table", "metric"], errors="ignore")
+    found["control"] = found.claim.str.contains(": controls: ")
+    first = ["claim", "table", "metric", "model"]
+    return found[first + [c for c in found.columns if c not in first]]
 
 
 def _control_checks(values: pd.DataFrame, model: str) -> list[dict]:
@@ -387,7 +394,7 @@ def _lift_vs_gradcam(values: pd.DataFrame, model: str, table: str, metric: str,
         untested = "explanation" in metrics.METRICS[metric].needs
         verdict += " (untested metric: controls have no alpha)" if untested else " (untested: no controls here)"
     return dict(claim=f"{table}: LIFT-CAM at least as faithful as Grad-CAM on {metric} (improvement, paired)",
-                model=model, value=found["improvement"], low=found["low"], high=found["high"], n=found["n"], mde=found["mde"],
+                table=table, metric=metric, model=model, value=found["improvement"], low=found["low"], high=found["high"], n=found["n"], mde=found["mde"],
                 expected=">= 0 (not significantly < 0)",
                 holds=found["verdict"] != "worse" if informative is not False else None,
                 verdict=verdict, informative=informative)
@@ -416,7 +423,8 @@ def _table1_checks(values: pd.DataFrame, mean: pd.DataFrame, model: str, setting
             "ordered" if ordered else "not ordered")
         rows.append(dict(claim=f"table1: SHAP-CAM_P ordered on {metric} "
                      f"({' / '.join(f'{m:.4g}' for m in means)} for P = {settings.permutations}); "
-                     f"value: improvement of {last} over {first}", model=model, value=found["improvement"],
+                     f"value: improvement of {last} over {first}", table="table1", metric=metric, model=model,
+                     value=found["improvement"],
                      low=found["low"], high=found["high"], n=found["n"], mde=found["mde"], expected="monotone in P, as in the paper", holds=ordered,
                      verdict=f"{order}; {found['verdict']}", informative=informative.get(("table3", metric))))
     return rows
@@ -428,17 +436,20 @@ def _table2_checks(values: pd.DataFrame, mean: pd.DataFrame, model: str, setting
     cosine = mean.loc[("table2", model, "lift", "logit", "cosine")]
     threshold = 0.999 if linear else 0.9
     rows = [dict(claim=f"table2: cos(LIFT-CAM, SHAP-CAM_{settings.reference_permutations}), "
-                 f"{'linear' if linear else 'nonlinear'} head", model=model, value=cosine["mean"],
+                 f"{'linear' if linear else 'nonlinear'} head", table="table2", metric="cosine", model=model,
+                 value=cosine["mean"],
                  low=cosine["low"], high=cosine["high"], expected=f"> {threshold} (lower bound)",
                  holds=bool(cosine["low"] > threshold), verdict="above" if cosine["low"] > threshold else "below")]
     found = compare.improvement(values[values.table == "table2"], "cosine", {"method": "lift"}, {"method": "gradcam"})
-    rows.append(dict(claim="table2: cosine of LIFT-CAM minus cosine of Grad-CAM (paired)", model=model,
+    rows.append(dict(claim="table2: cosine of LIFT-CAM minus cosine of Grad-CAM (paired)", table="table2",
+                     metric="cosine", model=model,
                      value=found["improvement"], low=found["low"], high=found["high"], n=found["n"], mde=found["mde"], expected="> 0",
                      holds=found["verdict"] == "better", verdict=found["verdict"]))
     for method, expected in (("ablation", "> 0.001"), ("lift", "< 0.001 (float precision)")):
         gap = mean.loc[("table2", model, method, "logit", "local_accuracy_gap")]
         nonzero = gap["low"] > 1e-3
-        rows.append(dict(claim=f"table2: {method} local-accuracy gap |sum alpha - (v(N) - v(0))|", model=model,
+        rows.append(dict(claim=f"table2: {method} local-accuracy gap |sum alpha - (v(N) - v(0))|", table="table2",
+                         metric="local_accuracy_gap", model=model,
                          value=gap["mean"], low=gap["low"], high=gap["high"], expected=expected,
                          holds=bool(nonzero if method == "ablation" else gap["mean"] < 1e-3),
                          verdict="non-zero" if nonzero else "zero"))
@@ -464,7 +475,8 @@ def _shapleycam_checks(values: pd.DataFrame, mean: pd.DataFrame, model: str, inf
             continue
         found = compare.improvement(select, metric, first, second)
         informative_here = informative.get((table, metric))
-        rows.append(dict(claim=f"{table}: {claim}", model=model, value=found["improvement"], low=found["low"],
+        rows.append(dict(claim=f"{table}: {claim}", table=table, metric=metric, model=model,
+                         value=found["improvement"], low=found["low"],
                          high=found["high"], n=found["n"], mde=found["mde"], expected=expected,
                          holds=holds(found["verdict"]) if informative_here is not False else None,
                          verdict=found["verdict"] if informative_here is not False else
@@ -574,7 +586,7 @@ def write_readme(out: Path, command: list[str], settings: Settings, models: list
                                 "wall_seconds": round(wall_time, 1), "machine": _machine()}])
     invocations = pd.concat([pd.read_csv(log), invocation]) if log.exists() else invocation
     invocations.to_csv(log, index=False)
-    is_control = found.claim.str.contains("controls: the oracle beats random")
+    is_control = found.control
     lines = [
         f"# Reproduction of the LIFT-CAM and ShapleyCAM tables on the {settings.benchmark} benchmark", "",
         f"- command: `{' '.join(command)}`",
@@ -600,7 +612,7 @@ def write_readme(out: Path, command: list[str], settings: Settings, models: list
         "## Claims tested (fixed before the run)", "", *[f"- {claim}" for claim in CLAIMS], "",
         "Each check gives the paired difference with its 95 % bootstrap interval, the number of images `n` and",
         "the minimum detectable effect `mde` at that n (80 % power): a tie with a large mde says little.", "",
-        "## Checks", "", _markdown(found[~is_control]), "",
+        "## Checks", "", _markdown(found[~is_control].drop(columns=["control"])), "",
         "## What does not reproduce here", "",
         *([f"- {row.model}: {row.claim}: {row.value:.4g} (expected {row.expected}; {row.verdict})"
            for row in found[~is_control & found.holds.eq(False)].itertuples()] or ["- every check above holds"]),
@@ -639,12 +651,20 @@ def _profile_section(out: Path) -> list[str]:
 
 
 def _control_table(found: pd.DataFrame) -> pd.DataFrame:
-    """The controls' rows as model x (table: metric) -> "yes" / "no (verdict)": is the metric informative here?"""
-    rows = found[found.claim.str.contains("controls: the oracle beats random")]
-    where = rows.claim.str.extract(r"^(\w+): controls: the oracle beats random on (\w+)")
-    return pd.DataFrame({"table": where[0], "metric": where[1], "model": rows.model,
+    """The controls' rows: does each (table, metric) rank the oracle above random? "yes" / "no (verdict)"."""
+    rows = found[found.control]
+    return pd.DataFrame({"table": rows.table, "metric": rows.metric, "model": rows.model,
                          "oracle - random": rows.value, "low": rows.low, "high": rows.high,
                          "informative": rows.verdict.map(lambda v: "yes" if v == "better" else f"no ({v})")})
+
+
+def load_settings(out: str | Path) -> Settings:
+    """The settings a run in ``out`` was made with (``settings.json``); ``.classifiers`` names its models."""
+    path = Path(out) / "settings.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no run in {out}: make one with python -m cam_lib reproduce --out {out}")
+    found = json.loads(path.read_text())
+    return Settings(**{**found, "permutations": tuple(found["permutations"])})
 
 
 def _weights_hash(model: str) -> str:

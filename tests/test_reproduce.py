@@ -36,6 +36,9 @@ def test_quick_run_writes_tidy_csvs(quick_run):
     checks = pd.read_csv(quick_run / "checks.csv")
     assert {"claim", "model", "value", "low", "high", "n", "mde", "expected", "holds", "verdict",
             "informative"} <= set(checks.columns)
+    assert checks.table.notna().all() and checks.metric.notna().all()
+    assert (checks.control == checks.claim.str.contains("controls: the oracle beats random")).all()
+    assert reproduce.load_settings(quick_run).classifiers == reproduce.BENCHMARKS["lookalike"]
     compared = checks.dropna(subset=["mde"])
     assert len(compared) > 10 and (compared.mde >= 0).all() and (compared.n == 2).all()
     readme = (quick_run / "README.md").read_text()
