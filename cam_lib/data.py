@@ -1,10 +1,13 @@
 """Synthetic scenes whose relevant pixels are known, and a reader for real images.
 
-Two generated worlds stand in for ImageNet and VQA v2, which cannot be downloaded here:
+Three generated worlds stand in for ImageNet and VQA v2, which cannot be downloaded here:
 
 - *shape scenes* (classification): one class-defining object, sometimes two, drawn over a
   cluttered background among distractor objects that belong to no class. A class is a shape *and*
   a texture, so a distractor with the right shape but the wrong texture is a hard negative.
+- *look-alike scenes* (classification, harder): twenty classes, each a colour, a texture and a shape,
+  with overlapping class colours, smaller objects, more clutter and occluders, so that a model trained
+  on them is about as sure of itself as an ImageNet classifier.
 - *VQA scenes*: a few plain objects and a templated question whose answer depends on known objects.
 
 Every sample carries its pixel mask and bounding boxes, so a saliency map can be scored against the
