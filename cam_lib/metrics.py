@@ -724,6 +724,12 @@ def summarise(table: pd.DataFrame, n_resamples: int = 1000, level: float = 0.95,
     return pd.DataFrame(rows)
 
 
+def interval_text(summary: pd.DataFrame, digits: int = 1) -> list[str]:
+    """``"mean [low, high]"`` for each row of ``summarise``'s output, to ``digits`` decimals: a table cell."""
+    return [f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+            for m, lo, hi in zip(summary["mean"], summary["low"], summary["high"])]
+
+
 def _resample_columns(wide: pd.DataFrame, n_resamples: int, seed: int) -> Tensor:
     """Bootstrap means ``[R, M]`` of each column over its non-missing rows (all columns share the resampled rows
     when they cover the same images, which keeps ADCC's three means paired)."""
@@ -742,7 +748,7 @@ def _percentiles(resampled: Tensor, level: float) -> tuple[Tensor, Tensor]:
 
 
 __all__ = ["METRICS", "Metric", "Scoring", "register_metric", "register_combination", "evaluate", "applicable",
-           "summarise", "class_probability", "top_pixel_masks", "blurred", "insertion_deletion_curves",
+           "summarise", "interval_text", "class_probability", "top_pixel_masks", "blurred", "insertion_deletion_curves",
            "increase_in_confidence", "average_drop", "drop_in_deletion", "area_under_curve",
            "energy_pointing_game", "argmax_pointing_game", "road_curves", "random_subsets",
            "faithfulness_correlation", "patch_subset_drops", "channel_correlation", "boxes_to_masks", "complexity", "pearson",

@@ -137,6 +137,15 @@ def runs(table: Table) -> list[tuple[str, str]]:
     return pairs
 
 
+def method_order(names: Sequence[str]) -> list[str]:
+    """``names`` in the papers' order: the methods (a method's second utility, ``"m (u)"``, right after it),
+    the Shapley CAMs, then the controls; names the runner does not know are left out."""
+    names = list(names)
+    methods = [n for m in FAITHFULNESS + SHAPLEY_CAMS
+               for n in [m] * (m in names) + [n for n in names if n.startswith(f"{m} (")]]
+    return methods + [c for c in CONTROLS if c in names]
+
+
 def method_call(label: str, seed: int) -> tuple[str, dict]:
     """``"shap_10"`` -> ``("shap", {"n_permutations": 10, "seed": seed})``; other labels are method names."""
     if label.startswith("shap_"):

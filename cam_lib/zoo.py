@@ -23,6 +23,7 @@ import json
 import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -33,6 +34,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import data
+from .explain import Explainer
 from .runtime import device as default_device
 
 WEIGHTS = Path(__file__).with_name("weights")
@@ -208,6 +210,28 @@ def load(name: str, device: Optional[torch.device] = None) -> Loaded:
     model.load_state_dict({k: v.float() for k, v in torch.load(path, map_location="cpu").items()})
     info = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(".json").exists() else {}
     return Loaded(name, model.to(device).eval(), spec.layer, spec.normalization, spec.classes, info)
+
+
+def loaded(name: str, device: Optional[torch.device] = None) -> Loaded:
+    """``load(name, device)`` once per process: widgets and chapters that ask again get the same model."""
+    return _loaded(name, torch.device(device or default_device()))
+
+
+def explainer(name: str, layer: Optional[str] = None, device: Optional[torch.device] = None) -> Explainer:
+    """An ``Explainer`` of the ``loaded`` model at ``layer`` (default its own), made once: the cut is traced
+    once per (model, layer)."""
+    device = torch.device(device or default_device())
+    return _explainer(name, layer or _loaded(name, device).layer, device)
+
+
+@lru_cache(maxsize=None)
+def _loaded(name: str, device: torch.device) -> Loaded:
+    return load(name, device)
+
+
+@lru_cache(maxsize=None)
+def _explainer(name: str, layer: str, device: torch.device) -> Explainer:
+    return Explainer(_loaded(name, device).model, layer)
 
 
 def _load_torchvision(name: str, device: torch.device) -> Loaded:

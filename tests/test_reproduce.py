@@ -115,3 +115,9 @@ def test_models_must_belong_to_the_benchmark():
     assert reproduce.tables(reproduce.settings_for(True, 2, 7, "shapes"))[0].models == ("shapes-vgg", "shapes-resnet")
     with pytest.raises(ValueError, match="unknown benchmark"):
         reproduce.Settings(2, (1,), 10, 2, 7, benchmark="imagenet")
+
+
+def test_method_order_follows_the_papers_then_the_controls():
+    names = ["random", "lift", "gradcam (rest)", "gradcam", "shapleycam", "scorecam (logit)", "oracle", "x"]
+    assert reproduce.method_order(names) == ["gradcam", "gradcam (rest)", "scorecam (logit)", "lift",
+                                             "shapleycam", "oracle", "random"]

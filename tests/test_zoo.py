@@ -107,3 +107,8 @@ def test_expected_calibration_error_by_hand():
     correct = torch.tensor([True, True, True, False])
     # bins of width 1/15: {0.95, 0.95} is 100 % right at 95 % confidence, {0.55, 0.55} 50 % right at 55 %
     assert zoo.expected_calibration_error(confidence, correct) == pytest.approx(0.5 * 0.05 + 0.5 * 0.05)
+
+
+def test_explainers_and_entries_are_made_once():
+    assert zoo.explainer("shapes-vgg") is zoo.explainer("shapes-vgg")
+    assert zoo.explainer("shapes-vgg").model is zoo.loaded("shapes-vgg").model
