@@ -11,7 +11,7 @@ from .utility import UTILITIES
 __all__ = ["explain", "Explainer", "Explanation", "ChannelGame", "METHODS", "register",
            "MAX_EXACT_PLAYERS", "spatial_layers", "split_model", "UTILITIES"]
 
-SUBMODULES = {"compare", "controls", "data", "imputation", "metrics", "reproduce", "runtime", "sanity", "viz",
+SUBMODULES = {"compare", "controls", "data", "imputation", "metrics", "panels", "reproduce", "runtime", "sanity", "viz",
               "zoo"}
 
 

@@ -24,11 +24,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 __all__ = [
@@ -709,13 +709,19 @@ def make_vqa_scenes(n: int, seed: int) -> VQAScenes:
 # Real data
 # ---------------------------------------------------------------------------------------------
 
-def load_image(path: str | Path, size: int, normalization: Normalization) -> tuple[Tensor, tuple[int, int]]:
-    """Read an RGB image, resize it to ``size x size`` (antialiased), normalise it.
+def load_image(path: str | Path | BinaryIO, size: int,
+               normalization: Normalization) -> tuple[Tensor, tuple[int, int]]:
+    """Read an RGB image (a path or an open binary file), resize it to ``size x size`` (antialiased), normalise it.
 
-    Returns the image [3, size, size] and its original ``(width, height)`` for rescaling boxes.
+    Returns the image [3, size, size] and its original ``(width, height)`` for rescaling boxes. A file that is
+    not an image PIL can read raises a ``ValueError`` (an uploaded file can be anything).
     """
-    with Image.open(path) as opened:
-        rgb = opened.convert("RGB")
+    try:
+        with Image.open(path) as opened:
+            rgb = opened.convert("RGB")
+    except UnidentifiedImageError:
+        raise ValueError(f"{getattr(path, 'name', path)!s} is not an image file PIL can read "
+                         f"(PNG, JPEG, GIF, BMP, TIFF, WebP, ...)") from None
     pixels = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
     pixels = pixels.view(rgb.height, rgb.width, 3).permute(2, 0, 1).float() / 255
     resized = F.interpolate(pixels[None], size=(size, size), mode="bilinear", antialias=True,

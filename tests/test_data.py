@@ -1,4 +1,7 @@
 """The synthetic scenes: deterministic, balanced, and their ground truth matches their pixels."""
+import io
+
+import pytest
 import torch
 
 from cam_lib import data, metrics
@@ -65,6 +68,13 @@ def test_load_image_resizes_and_normalises(tmp_path):
     image, size = data.load_image(tmp_path / "a.png", 32, data.IMAGENET_NORMALIZATION)
     assert image.shape == (3, 32, 32) and size == (100, 50)
     torch.testing.assert_close(data.IMAGENET_NORMALIZATION.denormalize(image)[:, 0, 0], torch.tensor([1.0, 0, 0]))
+
+
+def test_load_image_refuses_a_file_that_is_not_an_image(tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    for source in (tmp_path / "notes.txt", io.BytesIO(b"%PDF-1.4 not an image either")):
+        with pytest.raises(ValueError, match="not an image file PIL can read"):
+            data.load_image(source, 32, data.IMAGENET_NORMALIZATION)
 
 
 def _reference_answer(words, shapes, colours, columns):
