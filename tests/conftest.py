@@ -37,6 +37,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 VOILA_START_TIMEOUT_S = 60
+# nbval's kernels inherit this: they run the chapters' panels live (one drawing each). The static panels,
+# precomputed over their grids, are the book build's work; test_browser_static.py checks them on the site.
+os.environ.setdefault("SHAPLEY_CAMS_PANELS", "live")
 
 
 def _free_port() -> int:

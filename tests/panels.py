@@ -1,17 +1,23 @@
 """What a browser test reads off a widget panel: its figure and its score table, found by CSS prefix.
 
-Each panel in the book marks its figure ``<prefix>-figure`` and its scores ``<prefix>-scores``.
+Every panel is made by ``cam_lib.panels``, whose docstring lists the CSS classes: ``<prefix>-figure`` on the
+figure's ``<img>``, ``<prefix>-scores`` on the table or error box, ``<prefix>-<name>`` on each control.
 """
 from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
 
 RENDER_TIMEOUT_MS = 240_000  # Voila runs every cell of the notebook before the page is complete
 REDRAW_TIMEOUT_MS = 60_000
 
 
 def snapshot_js(prefix: str) -> str:
-    """JavaScript returning ``[figure image data URL, score text]`` of the panel."""
+    """JavaScript returning ``[figure image URL, score text]`` of the panel (a live panel: one of each)."""
     return f"""() => {{
-        const image = document.querySelector('.{prefix}-figure img');
+        const image = document.querySelector('img.{prefix}-figure');
         const scores = document.querySelector('.{prefix}-scores');
         return [image ? image.src : '', scores ? scores.innerText : ''];
     }}"""
@@ -33,7 +39,7 @@ def open_panel(page, url: str, prefix: str, attempts: int = 2) -> list[str]:
         except PageTimeout:
             if attempt == attempts:
                 raise
-    page.wait_for_selector(f".{prefix}-figure img", timeout=REDRAW_TIMEOUT_MS)
+    page.wait_for_selector(f"img.{prefix}-figure", timeout=REDRAW_TIMEOUT_MS)
     return snapshot(page, prefix)
 
 
@@ -73,3 +79,60 @@ def pick_gradcam_then_next_scene(page, prefix: str, first: list[str]) -> tuple[l
     second_scene = wait_for_redraw(page, prefix, gradcam)
     assert page.locator(f".{prefix}-index .widget-readout").inner_text().strip() == "1"
     return gradcam, second_scene
+
+
+# --- Static panels on the built site (cam_lib.panels.Panel.static): no kernel, the browser switches states ---
+
+SHOWN_STATE_JS = """async (prefix) => {
+    const panel = document.querySelector(`.${prefix}-panel.panel-static`);
+    const state = panel.querySelector(`.${prefix}-scores .panel-state`);
+    const image = panel.querySelector(`img.${prefix}-figure`);
+    let png = '';
+    if (image && image.src && image.offsetParent !== null) {
+        const bytes = new Uint8Array(await (await fetch(image.src)).arrayBuffer());
+        for (let start = 0; start < bytes.length; start += 8192) {
+            png += String.fromCharCode(...bytes.subarray(start, start + 8192));
+        }
+        png = btoa(png);
+    }
+    return [state.dataset.state, png];
+}"""
+
+
+def shown_state(page, prefix: str) -> tuple[dict, str]:
+    """The values of the state a static panel shows (its ``data-state``) and its figure's PNG, base64."""
+    state, png = page.evaluate(SHOWN_STATE_JS, prefix)
+    return json.loads(state), png
+
+
+def wait_for_state(page, prefix: str, name: str, value) -> None:
+    """Wait until the static panel shows a state drawn with ``name`` = ``value``."""
+    page.wait_for_function(
+        """([prefix, name, value]) => {
+            const state = document.querySelector(`.${prefix}-panel.panel-static .${prefix}-scores .panel-state`);
+            return state !== null && JSON.stringify(JSON.parse(state.dataset.state)[name]) === JSON.stringify(value);
+        }""", arg=[prefix, name, value], timeout=REDRAW_TIMEOUT_MS)
+
+
+def precomputed_figures(html_page: Path, prefix: str) -> dict[str, str]:
+    """The figures a built page embeds for a static panel, by the JSON of their state: PNG as base64.
+
+    Read from the widget state myst-nb writes into the page: each state is a VBox of an Image (its bytes a
+    base64 buffer) and an HTML holding ``data-state``.
+    """
+    text = html_page.read_text(encoding="utf-8")
+    found = re.search(r'<script type="application/vnd.jupyter.widget-state\+json">(.*?)</script>', text, re.S)
+    models = json.loads(found.group(1))["state"]
+    figures = {}
+    for model in models.values():
+        children = model["state"].get("children", []) if model["model_name"] == "VBoxModel" else []
+        parts = [models.get(child.removeprefix("IPY_MODEL_")) for child in children]
+        if len(parts) != 2 or None in parts or parts[1]["model_name"] != "HTMLModel":
+            continue
+        image, scores = parts
+        if f"{prefix}-scores" not in scores["state"]["_dom_classes"]:
+            continue
+        state = html.unescape(re.search(r'data-state="([^"]*)"', scores["state"]["value"]).group(1))
+        buffers = [b["data"] for b in image.get("buffers", []) if b["path"] == ["value"]]
+        figures[json.dumps(json.loads(state), sort_keys=True)] = buffers[0] if buffers else ""
+    return figures

@@ -168,3 +168,28 @@ def test_served_vendor_files_match_the_sources() -> None:
                   or (STATIC_VENDOR / p.relative_to(VENDOR)).read_bytes() != p.read_bytes())]
     assert not stale, (f"_build/html/_static/vendor is out of date for {stale}: rebuild with "
                        "`jupyter-book build . --all -W -n --keep-going`")
+
+
+PAGE_WEIGHT_LIMIT = 8 * 2**20  # bytes: a chapter with precomputed panels must still open on a slow line
+
+
+def page_weight(page: Page) -> int:
+    """What a reader downloads for this page alone: its HTML (with its panels' widget state, every precomputed
+    figure inside) and the figures it shows. The theme, MathJax and the widget manager under ``_static/`` are
+    shared by all pages and cached after the first."""
+    files = {page.path}
+    for url in page.loads:
+        parts = urlsplit(url)
+        if parts.scheme or url.startswith("//") or not parts.path:
+            continue
+        target = (page.path.parent / unquote(parts.path)).resolve()
+        if target.is_file() and "_static" not in target.relative_to(SITE.resolve()).parts:
+            files.add(target)
+    return sum(path.stat().st_size for path in files)
+
+
+def test_page_weight_is_within_budget(page: Page) -> None:
+    weight = page_weight(page)
+    assert weight <= PAGE_WEIGHT_LIMIT, (
+        f"{page_id(page.path)} weighs {weight / 2**20:.1f} MB, over {PAGE_WEIGHT_LIMIT / 2**20:.0f} MB: "
+        "shrink its panels' grids (cam_lib.panels.Control.grid) or their figures")
