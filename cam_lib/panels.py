@@ -26,7 +26,7 @@ import itertools
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -109,8 +109,8 @@ def mode() -> str:
 
 
 def figure_png(figure: Figure, dpi: int, colours: int = 256) -> bytes:
-    """The figure as a palette PNG: a book page holds hundreds of states, and matplotlib's figures lose
-    nothing visible at 256 colours (about 3x smaller than full RGB). Deterministic: same figure, same bytes."""
+    """The figure as a palette PNG: a page holds up to a hundred states, and a figure of saliency overlays
+    loses nothing visible at 256 colours and shrinks 3.5x (95 to 27 kB at 72 dpi). Same figure, same bytes."""
     drawn = io.BytesIO()
     figure.savefig(drawn, format="png", dpi=dpi, metadata={"Software": None})
     with Image.open(drawn) as image:
@@ -214,7 +214,8 @@ class Panel:
         panel = widgets.VBox([self._control_row(controls), tree])
         return panel.add_class(f"{self.prefix}-panel").add_class("panel-static")
 
-    def _stacks(self, controls: list[widgets.Widget], sizes: list[int], states) -> widgets.Widget:
+    def _stacks(self, controls: list[widgets.Widget], sizes: list[int],
+                states: Iterator[dict[str, Any]]) -> widgets.Widget:
         """The nested Stacks below the first control of ``controls``, leaves drawn from ``states`` in order."""
         if not controls:
             return self._leaf(self.render(next(states)))
@@ -238,6 +239,7 @@ class Panel:
         return self._shared[part]
 
     def _tag(self, widget: widgets.Widget, name: str) -> widgets.Widget:
+        """Mark a control ``<prefix>-<name>``, the class the browser tests find it by."""
         return widget.add_class(f"{self.prefix}-{name}")
 
     def _control_row(self, controls: Sequence[widgets.Widget]) -> widgets.Box:
