@@ -122,7 +122,7 @@ def precomputed_figures(html_page: Path, prefix: str) -> dict[str, str]:
     """
     text = html_page.read_text(encoding="utf-8")
     found = re.search(r'<script type="application/vnd.jupyter.widget-state\+json">(.*?)</script>', text, re.S)
-    models = json.loads(found.group(1))["state"]
+    models = json.loads(found.group(1))["state"] if found else {}
     figures = {}
     for model in models.values():
         children = model["state"].get("children", []) if model["model_name"] == "VBoxModel" else []

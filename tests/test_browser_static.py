@@ -34,6 +34,9 @@ MOVES = {
                     ("index", "ArrowRight", 1)]),
     "playground": ("playground", [("model", "shapes-resnet", "shapes-resnet"), ("method", "gradcam", "gradcam"),
                                   ("index", "ArrowRight", 1)]),
+    "localisation": ("pointing", [("method", "gradcam", "gradcam"), ("model", "shapes-resnet", "shapes-resnet"),
+                                  ("index", "ArrowRight", 1)]),
+    "shapley_cam": ("confidence", [("probability", "ArrowRight", 0.999), ("index", "ArrowRight", 1)]),
 }
 
 
