@@ -25,8 +25,9 @@ import io
 import itertools
 import json
 import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+from typing import Any
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -53,7 +54,7 @@ class Control:
     options: Sequence[Any] = ()
     value: Any = None
     kind: str = "dropdown"
-    grid: Optional[Sequence[Any]] = None
+    grid: Sequence[Any] | None = None
     width: str = "300px"
 
     def __post_init__(self) -> None:
@@ -195,11 +196,11 @@ class Panel:
         product = itertools.product(*(control.values() for control in varied))
         return [{**self.defaults(), **dict(zip((c.name for c in varied), chosen))} for chosen in product]
 
-    def show(self, on_change: Optional[Callable[[dict, Optional[str]], None]] = None) -> widgets.VBox:
+    def show(self, on_change: Callable[[dict, str | None], None] | None = None) -> widgets.VBox:
         """The live panel where a reader has a kernel, the static one elsewhere (:func:`mode`)."""
         return self.live(on_change) if mode() == "live" else self.static()
 
-    def live(self, on_change: Optional[Callable[[dict, Optional[str]], None]] = None) -> LivePanel:
+    def live(self, on_change: Callable[[dict, str | None], None] | None = None) -> LivePanel:
         """The panel redrawn by the kernel on every change. ``on_change(controls, name)`` runs first, with the
         name of the control that changed (None for the first drawing): it can update other controls, say a
         model's layers, without starting another drawing."""
@@ -251,14 +252,14 @@ class LivePanel(widgets.VBox):
     """A live panel: ``controls`` (name -> widget) drive it; ``rendered`` is what it shows (its ``result`` is
     None after a refusal). Setting a control's value from code redraws as a click does."""
 
-    def __init__(self, panel: Panel, on_change: Optional[Callable[[dict, Optional[str]], None]] = None):
+    def __init__(self, panel: Panel, on_change: Callable[[dict, str | None], None] | None = None):
         self.panel, self.on_change = panel, on_change
         self.controls = {c.name: panel._tag(_control_widget(c, static=False), c.name) for c in panel.controls}
         self.figure = widgets.Image(format="png").add_class(f"{panel.prefix}-figure")
         self.scores = widgets.HTML().add_class(f"{panel.prefix}-scores")
         super().__init__([panel._control_row(list(self.controls.values())), self.figure, self.scores])
         self.add_class(f"{panel.prefix}-panel").add_class("panel-live")
-        self.rendered: Optional[Rendered] = None
+        self.rendered: Rendered | None = None
         self._busy = True  # on_change may set controls: their own change events must not redraw
         for name, widget in self.controls.items():
             widget.observe(lambda change, name=name: self.redraw(name), names="value")
@@ -269,7 +270,7 @@ class LivePanel(widgets.VBox):
         """The setting the controls show."""
         return {name: _read(widget) for name, widget in self.controls.items()}
 
-    def redraw(self, changed: Optional[str]) -> None:
+    def redraw(self, changed: str | None) -> None:
         """Draw the current setting; ``changed`` names the control that moved (None: the first drawing)."""
         if self._busy:
             return

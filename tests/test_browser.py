@@ -9,9 +9,8 @@ One test, one server: Voila executes the whole notebook (quick mode) before the 
 """
 from __future__ import annotations
 
-from PIL import Image
-
 from panels import REDRAW_TIMEOUT_MS, open_panel, pick_gradcam_then_next_scene, wait_for_redraw
+from PIL import Image
 
 
 def test_playground_redraws_when_controls_change(voila, browser_page, tmp_path):

@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from panels import precomputed_figures, shown_state, wait_for_state
 
 SITE = Path(__file__).resolve().parents[1] / "_build" / "html"
@@ -71,7 +70,7 @@ def test_static_panel_switches_to_the_precomputed_state(chapter, browser_page):
         state, png = shown_state(page, prefix)
         expected = figures[json.dumps(state, sort_keys=True)]
         assert state == {**before[0], name: value}, (state, before[0])
-        assert png and base64.b64decode(png) == base64.b64decode(expected), f"{chapter}: not the figure drawn for {state}"
+        assert png and base64.b64decode(png) == base64.b64decode(expected), f"{chapter}: not {state}'s figure"
         assert png != before[1], f"{chapter}: the figure did not change with {name}"
         before = (state, png)
     assert not errors, errors

@@ -4,19 +4,14 @@ from __future__ import annotations
 import json
 import re
 
-import matplotlib
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+from ipywidgets.widgets.widget import _instances  # every open widget, the links included
+from ipywidgets.widgets.widget_link import DirectionalLink
 
-matplotlib.use("Agg")
-import ipywidgets as widgets  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-from ipywidgets.widgets.widget import _instances  # noqa: E402  (every open widget: the links included)
-from ipywidgets.widgets.widget_link import DirectionalLink  # noqa: E402
-
-from cam_lib import panels  # noqa: E402
-
-SIZES = {"utility": 2, "method": 3, "index": 4}
+from cam_lib import panels
 
 
 def draw(utility: str, method: str, index: int, note: str) -> panels.View:
