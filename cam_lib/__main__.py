@@ -19,6 +19,7 @@ import torch  # noqa: E402
 
 from . import METHODS, UTILITIES, data, viz, zoo  # noqa: E402
 from .explain import Explainer  # noqa: E402
+from .runtime import model_device  # noqa: E402
 
 
 def explain_command(argv: Sequence[str]) -> int:
@@ -50,7 +51,7 @@ def explain_command(argv: Sequence[str]) -> int:
 
 def _input(args: argparse.Namespace, loaded: zoo.Loaded) -> tuple[torch.Tensor, tuple, Optional[torch.Tensor]]:
     """The image batch of one, the fixed extra inputs (a VQA question) and the true mask when known."""
-    device = next(loaded.model.parameters()).device
+    device = model_device(loaded.model)
     if args.image is not None:
         if loaded.name == "vqa-basic":
             raise SystemExit("vqa-basic needs a question: explain a generated scene (--index) instead")
@@ -62,8 +63,8 @@ def _input(args: argparse.Namespace, loaded: zoo.Loaded) -> tuple[torch.Tensor, 
         print("question:", data.QUESTION_VOCABULARY.decode(scenes.questions[args.index]))
         return (scenes.images[args.index:args.index + 1].to(device),
                 (scenes.questions[args.index:args.index + 1].to(device),), scenes.evidence_masks[args.index])
-    scenes = data.make_shape_scenes(args.index + 1, seed=0)
-    return scenes.images[args.index:args.index + 1].to(device), (), scenes.masks[args.index]
+    shapes = data.make_shape_scenes(args.index + 1, seed=0)
+    return shapes.images[args.index:args.index + 1].to(device), (), shapes.masks[args.index]
 
 
 def reproduce_command(argv: Sequence[str]) -> int:

@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
+from .numerics import safe_divide
+
 NONLINEARITIES = {
     F.relu, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_, F.relu6, F.hardtanh, F.leaky_relu,
     F.elu, F.gelu, F.silu, F.mish, F.softplus, F.hardswish, F.hardsigmoid,
@@ -45,7 +47,7 @@ class _Rescale(torch.autograd.Function):
             point = x[:half].detach().requires_grad_()
             slope, = torch.autograd.grad(ctx.nonlinearity(point.clone()).sum(), point)
         small = dx.abs() < EPS
-        multiplier = torch.where(small, slope, dy / torch.where(small, torch.ones_like(dx), dx))
+        multiplier = safe_divide(dy, dx, slope, defined=~small)
         return torch.cat([grad[:half] * multiplier, torch.zeros_like(grad[half:])]), None
 
 
@@ -74,5 +76,5 @@ def utility_multiplier(logits: Tensor, values: Tensor) -> Tensor:
     delta_value = (values[:half] - values[half:]).detach()
     along = (grad * delta_logits).sum(1, keepdim=True)
     small = along.abs() < EPS
-    scale = torch.where(small, torch.ones_like(along), delta_value[:, None] / torch.where(small, 1.0, along))
+    scale = safe_divide(delta_value[:, None], along, 1.0, defined=~small)
     return grad * scale

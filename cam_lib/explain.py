@@ -12,6 +12,7 @@ from . import maps
 from .game import ChannelGame
 from .methods import METHODS
 from .split import GraphSplit, HookSplit, resolve_layer, spatial_layers, split_model, warn_hooks
+from .runtime import model_device
 from .state import evaluating
 from .utility import get_utility
 
@@ -59,8 +60,7 @@ class Explainer:
 
     @property
     def device(self) -> torch.device:
-        parameter = next(self.model.parameters(), None)
-        return parameter.device if parameter is not None else torch.device("cpu")
+        return model_device(self.model)
 
     def __call__(self, images: Tensor, method: str = "lift", target: Optional[int | Sequence[int] | Tensor] = None,
                  utility: str = "logit", batch_size: int = 1024, extra_inputs: tuple = (), **options) -> Explanation:

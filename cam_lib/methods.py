@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from . import maps
 from .game import ChannelGame
+from .numerics import safe_divide
 from .shapley import MAX_EXACT_PLAYERS, all_coalitions, exact_shapley, permutation_estimate, random_orderings
 
 Method = Callable[..., Tensor | tuple[Tensor, Tensor]]
@@ -28,12 +29,6 @@ def register(name: str) -> Callable[[Method], Method]:
         METHODS[name.strip().lower()] = method
         return method
     return add
-
-
-def _safe_divide(numerator: Tensor, denominator: Tensor) -> Tensor:
-    """``numerator / denominator``, 0 where the denominator is 0."""
-    nonzero = denominator != 0
-    return torch.where(nonzero, numerator / torch.where(nonzero, denominator, 1.0), 0.0)
 
 
 @register("cam")
@@ -61,14 +56,14 @@ def gradcam_plus_plus(game: ChannelGame) -> Tensor:
     ``a = g^2 / (2 g^2 + sum_ab A_kab g^3)`` (0 where the denominator is 0)."""
     grad, activations = game.gradient, game.activations
     denominator = 2 * grad ** 2 + activations.sum((2, 3), keepdim=True) * grad ** 3
-    return (_safe_divide(grad ** 2, denominator) * grad.relu()).sum((2, 3))
+    return (safe_divide(grad ** 2, denominator) * grad.relu()).sum((2, 3))
 
 
 @register("xgradcam")
 def xgradcam(game: ChannelGame) -> Tensor:
     """XGrad-CAM (Fu et al. 2020): ``alpha_k = sum_ij A_kij g_kij / sum_ab A_kab``."""
     activations = game.activations
-    return _safe_divide((activations * game.gradient).sum((2, 3)), activations.sum((2, 3)))
+    return safe_divide((activations * game.gradient).sum((2, 3)), activations.sum((2, 3)))
 
 
 @register("hirescam")

@@ -30,6 +30,8 @@ from torchvision.transforms.functional import gaussian_blur
 from .explain import Explainer, Explanation
 from .game import ChannelGame
 from .imputation import noisy_linear_imputation
+from .numerics import safe_divide
+from .runtime import model_device
 from .state import evaluating
 
 INSERTION_STARTS = ("zeros", "blur")
@@ -133,10 +135,10 @@ def energy_pointing_game(saliency: Tensor, region: Tensor) -> Tensor:
     region = region.to(saliency)
     inside, total = (saliency * region).sum((-2, -1)), saliency.sum((-2, -1))
     uniform = region.mean((-2, -1))
-    return 100 * torch.where(total > 0, inside / torch.where(total > 0, total, 1.0), uniform)
+    return 100 * safe_divide(inside, total, uniform)
 
 
-def boxes_to_masks(boxes: Sequence[Tensor] | Tensor, size: tuple[int, int]) -> Tensor:
+def boxes_to_masks(boxes: Sequence[Tensor] | Tensor, size: tuple[int, ...]) -> Tensor:
     """Union of each image's boxes ``(x0, y0, x1, y1)`` (pixels, exclusive ends) as ``[B, H, W]`` 0/1 masks.
 
     ``boxes``: a list of ``[n_i, 4]`` tensors, or one ``[B, n, 4]`` tensor padded with empty boxes.
@@ -163,7 +165,7 @@ def pearson(first: Tensor, second: Tensor) -> Tensor:
     first, second = first.flatten(1), second.flatten(1)
     first, second = first - first.mean(1, keepdim=True), second - second.mean(1, keepdim=True)
     norms = first.norm(dim=1) * second.norm(dim=1)
-    return torch.where(norms > 0, (first * second).sum(1) / torch.where(norms > 0, norms, 1.0), 0.0)
+    return safe_divide((first * second).sum(1), norms)
 
 
 def coherency(saliency: Tensor, rerun: Tensor) -> Tensor:
@@ -176,15 +178,19 @@ def adcc(drop: Tensor, coherence: Tensor, simplicity: Tensor) -> Tensor:
     """ADCC (Poppi et al. 2021) in percent from AD, Coherency and Complexity in percent (dataset averages):
     ``3 / (1/Coh + 1/(1 - Com) + 1/(1 - AD))``; 0 when any of the three terms is 0."""
     terms = torch.stack([coherence, 100 - simplicity, 100 - drop]) / 100
-    positive = (terms > 0).all(0)
-    harmonic = 3 / (1 / torch.where(terms > 0, terms, 1.0)).sum(0)
-    return 100 * torch.where(positive, harmonic, 0.0)
+    return _harmonic_percent(terms)
+
+
+def _harmonic_percent(terms: Tensor) -> Tensor:
+    """``100 * n / sum_i 1/t_i`` over the first dimension, the harmonic mean in percent; 0 when any ``t_i`` is 0."""
+    reciprocals = safe_divide(torch.ones_like(terms), terms).sum(0)
+    return safe_divide(torch.full_like(reciprocals, 100.0 * len(terms)), reciprocals, defined=(terms > 0).all(0))
 
 
 def cosine_similarity(alpha: Tensor, reference: Tensor) -> Tensor:
     """``alpha . ref / (|alpha| |ref|)`` per image; 0 when either vector is zero."""
     norms = alpha.norm(dim=1) * reference.norm(dim=1)
-    return torch.where(norms > 0, (alpha * reference).sum(1) / torch.where(norms > 0, norms, 1.0), 0.0)
+    return safe_divide((alpha * reference).sum(1), norms)
 
 
 def argmax_pointing_game(saliency: Tensor, region: Tensor, tolerance: int = 0) -> Tensor:
@@ -287,9 +293,7 @@ def arcc(coherence: Tensor, simplicity: Tensor, road_combined: Tensor) -> Tensor
     ``3 / (1/Coh + 1/(1 - Com) + 1/R)`` with ``R = clip(2 ROAD, 0, 1)``, ADCC with ROAD in place of AD;
     0 when any of the three terms is 0."""
     terms = torch.stack([coherence / 100, 1 - simplicity / 100, (2 * road_combined).clamp(0, 1)])
-    positive = (terms > 0).all(0)
-    harmonic = 3 / (1 / torch.where(terms > 0, terms, 1.0)).sum(0)
-    return 100 * torch.where(positive, harmonic, 0.0)
+    return _harmonic_percent(terms)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -632,8 +636,7 @@ def _check_metrics(metrics: Sequence[str], explanation: Explanation | Tensor, bo
 def _check_inputs(model: nn.Module, images: Tensor, explanation: Explanation | Tensor,
                   target: Optional[Tensor], extra_inputs: tuple) -> tuple[Tensor, tuple, Tensor, Tensor]:
     """Images, extra inputs, saliency and target on the model's device, with matching shapes."""
-    parameter = next(model.parameters(), None)
-    device = parameter.device if parameter is not None else images.device
+    device = model_device(model, images.device)
     if not isinstance(images, Tensor) or images.ndim != 4:
         raise ValueError(f"images must be a tensor [B, C, H, W]; got {getattr(images, 'shape', type(images))}")
     saliency = explanation.saliency if isinstance(explanation, Explanation) else explanation

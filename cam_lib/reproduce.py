@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import pandas as pd
 import torch
@@ -173,7 +173,8 @@ class Benchmark:
     def cam_size(self) -> tuple[int, int]:
         """``(h, w)`` of the explained layer, where the controls make their maps."""
         extra = tuple(e[:1] for e in self.extra_inputs)
-        return tuple(self.explainer.game(self.images[:1], extra_inputs=extra).activations.shape[-2:])
+        height, width = self.explainer.game(self.images[:1], extra_inputs=extra).activations.shape[-2:]
+        return height, width
 
 
 def load_benchmark(name: str, n_images: int, seed: int) -> Benchmark:
@@ -211,7 +212,8 @@ def run(out: str | Path, settings: Settings, models: Optional[Sequence[str]] = N
         shared: dict[int, dict] = {}  # per chunk: the passes every method's metrics share (metrics.evaluate)
         for (method, utility), wanted in groups.items():
             bar.set_postfix_str(f"{method} / {utility}")
-            frames, timings = [], {}
+            frames: list[pd.DataFrame] = []
+            timings: dict[str, float] = {}
             for start in starts[method, utility]:
                 rows = slice(start, start + settings.chunk)
                 frames.append(_score_chunk(bench, method, utility, [t for t in wanted if t.n_images > start],
@@ -273,7 +275,7 @@ def _score_chunk(bench: Benchmark, method: str, utility: str, wanted: list[Table
     name, options = method_call(method, seed)
     images, extra = bench.images[rows], tuple(e[rows] for e in bench.extra_inputs)
     needed = list(dict.fromkeys(m for table in wanted for m in table.metrics))
-    common = dict(extra_inputs=extra, boxes=bench.boxes[rows], masks=bench.masks[rows], seed=seed,
+    common: dict[str, Any] = dict(extra_inputs=extra, boxes=bench.boxes[rows], masks=bench.masks[rows], seed=seed,
                   road_percentages=ROAD_PERCENTAGES, timings=timings, shared=shared)
     if method in CONTROLS:
         image_ids = torch.arange(len(bench.images))[rows]
@@ -359,10 +361,12 @@ def checks(values: pd.DataFrame, summary: pd.DataFrame, settings: Settings) -> p
             rows += _table2_checks(here, mean, model, settings)
         for table in ("table3", "table4", "table6", "road"):
             for metric in dict.fromkeys(here[here.table == table].metric):
-                rows.append(_lift_vs_gradcam(here, model, table, metric, informative.get((table, metric))))
+                check = _lift_vs_gradcam(here, model, table, metric, informative.get((table, metric)))
+                if check is not None:
+                    rows.append(check)
         if {"shapleycam", "arcc"} & set(here.table):
             rows += _shapleycam_checks(here, mean, model, informative)
-    found = pd.DataFrame([row for row in rows if row is not None])
+    found = pd.DataFrame(rows)
     found["control"] = found.claim.str.contains(": controls: ")
     first = ["claim", "table", "metric", "model"]
     return found[first + [c for c in found.columns if c not in first]]

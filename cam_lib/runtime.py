@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 import torch
 
@@ -11,6 +12,15 @@ FULL_SIZE_VARIABLE = "SHAPLEY_CAMS_FULL"
 def device() -> torch.device:
     """The GPU when there is one, else the CPU: every chapter runs on both."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def model_device(model: torch.nn.Module, default: Optional[torch.device] = None) -> torch.device:
+    """Where ``model``'s parameters live, so inputs can follow them; ``default`` (else the CPU) for a model
+    without parameters."""
+    parameter = next(model.parameters(), None)
+    if parameter is not None:
+        return parameter.device
+    return default if default is not None else torch.device("cpu")
 
 
 def full_size() -> bool:

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from .explain import Explainer
 from .metrics import pearson, summarise
+from .runtime import model_device
 from .split import resolve_layer
 from .state import evaluating
 
@@ -152,10 +153,9 @@ def _call_order(model: nn.Module, layer: nn.Module, images: Tensor, extra_inputs
 
     hooks = [module.register_forward_hook(record(name)) for name, module in _owners(model).items()]
     hooks.append(layer.register_forward_hook(record(None)))  # after an owner hook on the same module
-    parameter = next(model.parameters(), None)
-    if parameter is None:
+    if next(model.parameters(), None) is None:
         raise ValueError("the model has no parameters to randomise")
-    device = parameter.device
+    device = model_device(model)
     try:
         with evaluating(model), torch.no_grad():
             model(images[:1].to(device), *(extra[:1].to(device) for extra in extra_inputs))
@@ -209,10 +209,11 @@ def reinitialise(model: nn.Module, block: Block, seed: int) -> None:
             for inner in model.get_submodule(name).modules():
                 if next(inner.parameters(recurse=False), None) is None:
                     continue
-                if not hasattr(inner, "reset_parameters"):
+                reset = getattr(inner, "reset_parameters", None)
+                if not callable(reset):
                     raise TypeError(f"{type(inner).__name__} in block {block.name!r} has no reset_parameters(); "
                                     "pass blocks=... without it")
-                inner.reset_parameters()  # batch norms also reset their running statistics
+                reset()  # batch norms also reset their running statistics
 
 
 def randomise(model: nn.Module, blocks: Sequence[Block], seed: int = 0) -> nn.Module:

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from . import data
 from .explain import Explainer
 from .runtime import device as default_device
+from .runtime import model_device
 
 WEIGHTS = Path(__file__).with_name("weights")
 HELD_OUT_SEED = 7  # never used for training data: training sets use seeds 1000 and up
@@ -280,7 +281,7 @@ def _batches(model_name: str, size: int, seed: int) -> tuple[Tensor, ...]:
 def accuracy(model: nn.Module, tensors: tuple[Tensor, ...], batch_size: int = 500) -> float:
     """Fraction of correct predictions (the last tensor holds the labels)."""
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     correct = 0
     with torch.no_grad():
         for start in range(0, len(tensors[0]), batch_size):
@@ -293,7 +294,7 @@ def true_class_probabilities(model: nn.Module, tensors: tuple[Tensor, ...], batc
     """``softmax(model(inputs))[label]`` and the predicted class's probability, ``[N, 2]`` (the last tensor
     holds the labels)."""
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     found = []
     with torch.no_grad():
         for start in range(0, len(tensors[0]), batch_size):
