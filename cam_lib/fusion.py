@@ -12,7 +12,7 @@ game, with its own players; the fused map is a picture of several games, not the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -63,12 +63,12 @@ def fuse(cams: Sequence[Tensor], fusion: str = "max", gamma: Optional[float] = N
 
 def explain_layers(model: nn.Module, images: Tensor, layers: Sequence[str | nn.Module], method: str = "layercam",
                    fusion: str = "max", target: Optional[int | Sequence[int] | Tensor] = None,
-                   utility: str = "logit", gamma: Optional[float] = None, trace: bool = True,
+                   utility: str = "logit", gamma: Optional[float] | Literal["auto"] = "auto", trace: bool = True,
                    **options) -> Fusion:
     """Explain ``images`` with ``method`` at each of ``layers`` and fuse the maps (``fuse``).
 
-    The target is the first layer's (by default the predicted class) for every layer. ``gamma`` defaults to
-    LayerCAM's 2 for ``method="layercam"`` with ``fusion="max"``, as TorchCAM, and to no tanh otherwise;
+    The target is the first layer's (by default the predicted class) for every layer. ``gamma="auto"`` is
+    LayerCAM's 2 for ``method="layercam"`` with ``fusion="max"``, as TorchCAM, and no tanh (None) otherwise;
     RefineCAM's papers use ``method="gradcam++"`` with ``fusion="product"``. Other options go to each
     explanation (``aug_smooth``, ``n_samples``, ...).
     """
@@ -77,8 +77,8 @@ def explain_layers(model: nn.Module, images: Tensor, layers: Sequence[str | nn.M
     if isinstance(layers, (str, nn.Module)) or len(layers) < 2:
         raise ValueError("explain_layers fuses at least two layers; pass a list such as ['layer3', 'layer4'] "
                          "(one layer: cam_lib.explain)")
-    if gamma is None and fusion == "max" and str(method).lower() == "layercam":
-        gamma = LAYERCAM_GAMMA
+    if gamma == "auto":
+        gamma = LAYERCAM_GAMMA if fusion == "max" and str(method).lower() == "layercam" else None
     explanations: dict[str, Explanation] = {}
     for layer in layers:
         explanation = Explainer(model, layer, trace)(images, method, target, utility, **options)
