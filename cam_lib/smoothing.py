@@ -8,15 +8,12 @@ six games with six sets of players, so the average is no longer one game's coeff
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor
 
 from . import maps
-
-if TYPE_CHECKING:  # explain imports this module
-    from .explain import Explainer, Explanation
 
 # grad-cam's default test-time augmentations (ttach): horizontal flip x intensity factor; the identity first.
 AUGMENTATIONS: tuple[tuple[bool, float], ...] = tuple((flip, factor) for flip in (False, True)
@@ -54,9 +51,11 @@ def check_flags(**flags: object) -> None:
             raise TypeError(f"{name} must be True or False, not {value!r}")
 
 
-def augmented(explainer: "Explainer", images: Tensor, method: str, target: Optional[int | Sequence[int] | Tensor],
-              utility: str, **options) -> "Explanation":
+def augmented(explainer: Callable, images: Tensor, method: str, target: Optional[int | Sequence[int] | Tensor],
+              utility: str, **options):
     """``aug_smooth``: the mean of the maps of ``images`` under grad-cam's six augmentations, flipped back.
+
+    ``explainer`` is a ``cam_lib.Explainer`` (it imports this module); the result is its ``Explanation``.
 
     Every augmented image is explained for the original image's target. ``cam`` is the mean of the six maps
     at the layer's resolution; ``saliency`` the mean of the six normalised maps (as grad-cam), normalised again.
