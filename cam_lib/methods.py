@@ -1,4 +1,4 @@
-"""Every CAM method of both papers, each one short function of the channel game.
+"""Every CAM method of both papers and of grad-cam and TorchCAM, each one short function of the channel game.
 
 A method returns ``alpha`` ``[B, K]`` (its map is ``ReLU(sum_k alpha_k A_k)``) or element-wise terms
 ``[B, K, h, w]`` (its map is ``ReLU(sum_k terms_k)``); SHAP-CAM also returns the standard error of

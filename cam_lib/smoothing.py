@@ -69,4 +69,5 @@ def augmented(explainer: Callable, images: Tensor, method: str, target: Optional
         explanation = explainer(view.flip(-1) if flip else view, method, first.target, utility, **options)
         cams.append(explanation.cam.flip(-1) if flip else explanation.cam)
         saliencies.append(explanation.saliency.flip(-1) if flip else explanation.saliency)
-    return dataclasses.replace(first, cam=torch.stack(cams).mean(0), saliency=maps.minmax(torch.stack(saliencies).mean(0)))
+    return dataclasses.replace(first, cam=torch.stack(cams).mean(0),
+                               saliency=maps.minmax(torch.stack(saliencies).mean(0)))

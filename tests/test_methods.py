@@ -239,7 +239,7 @@ def test_element_wise_methods_follow_their_formulas(setup):
 def test_agrees_with_the_grad_cam_package_on_a_torchvision_resnet(name):
     """LayerCAM exactly; EigenCAM up to the sign of the singular vector, which LAPACK leaves arbitrary."""
     import pytorch_grad_cam as package
-    model, x = resnet18(), images(2, seed=1).repeat(1, 1, 4, 4)  # 64x64: layer4 is 2x2
+    model, x = resnet18(), images(2, seed=1).repeat(1, 1, 4, 4)  # 64x64: layer3 is 4x4
     exp = cam_lib.explain(model, x, "layer3", name)
     cls = {"layercam": package.LayerCAM, "eigencam": package.EigenCAM}[name]
     theirs = grad_cam_package_map(cls, model, x, exp.target, "logit", layer=model.layer3, relu=False)
