@@ -11,8 +11,8 @@ from .utility import UTILITIES
 __all__ = ["explain", "Explainer", "Explanation", "ChannelGame", "METHODS", "register",
            "MAX_EXACT_PLAYERS", "spatial_layers", "split_model", "UTILITIES"]
 
-SUBMODULES = {"compare", "controls", "data", "imputation", "metrics", "reproduce", "runtime", "sanity", "viz",
-              "zoo"}
+SUBMODULES = {"compare", "controls", "data", "fusion", "imputation", "metrics", "reproduce", "runtime", "sanity",
+              "viz", "zoo"}
 
 
 def __getattr__(name: str):

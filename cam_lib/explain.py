@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from . import maps
+from . import maps, smoothing
 from .game import ChannelGame
 from .methods import METHODS
 from .split import GraphSplit, HookSplit, resolve_layer, spatial_layers, split_model, warn_hooks
@@ -63,11 +63,16 @@ class Explainer:
         return model_device(self.model)
 
     def __call__(self, images: Tensor, method: str = "lift", target: Optional[int | Sequence[int] | Tensor] = None,
-                 utility: str = "logit", batch_size: int = 1024, extra_inputs: tuple = (), **options) -> Explanation:
+                 utility: str = "logit", batch_size: int = 1024, extra_inputs: tuple = (),
+                 aug_smooth: bool = False, eigen_smooth: bool = False, **options) -> Explanation:
         name = method.lower() if isinstance(method, str) else method
         if name not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
         _check_options(name, options)
+        smoothing.check_flags(aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+        if aug_smooth:  # grad-cam's options (cam_lib.smoothing): six augmented images, then their mean map
+            return smoothing.augmented(self, images, name, target, utility, batch_size=batch_size,
+                                       extra_inputs=extra_inputs, eigen_smooth=eigen_smooth, **options)
         with evaluating(self.model):
             game = self.game(images, target, utility, batch_size, extra_inputs)
             images, target = game.images, game.target
@@ -77,6 +82,8 @@ class Explainer:
                 cam, alpha = alpha.sum(1).relu(), alpha.sum((2, 3))
             else:
                 cam = maps.channel_map(alpha, game.activations)
+            if eigen_smooth:
+                cam = smoothing.eigen_smooth(result[0] if isinstance(result, tuple) else result, game.activations)
             return Explanation(
                 method=name, utility=utility.lower(), layer=self.layer, alpha=alpha.detach(),
                 activations=game.activations, cam=cam.detach(), saliency=maps.saliency(cam.detach(), images.shape[-2:]),
@@ -135,7 +142,8 @@ def explain(model: nn.Module, images: Tensor, layer: str | nn.Module, method: st
 
     ``target``: None (the predicted class), an int, or B ints. ``utility``: "logit", "softmax" or "rest".
     Options: ``batch_size`` (coalitions per head call), ``extra_inputs`` (other model inputs, held fixed),
-    ``trace=False`` (use hooks instead of torch.fx), and the method's own (``n_permutations``, ``seed``).
+    ``trace=False`` (use hooks instead of torch.fx), grad-cam's ``aug_smooth`` and ``eigen_smooth``
+    (``cam_lib.smoothing``), and the method's own (``n_permutations``, ``seed``).
 
     >>> exp = explain(model, images, "layer4", method="lift")  # doctest: +SKIP
     >>> exp.saliency.shape, exp.local_accuracy_gap  # doctest: +SKIP

@@ -59,6 +59,17 @@ class ChannelGame:
             grad, = torch.autograd.grad(self.value(activations).sum(), activations)
         return grad
 
+    def gradient_of(self, images: Tensor) -> Tensor:
+        """``du/dA`` at the layer for other images of the batch (a noisy copy ``x + delta``), same targets.
+
+        One forward and one backward of the network: the copy is a different game, with its own players.
+        """
+        cut = self.cut.recut(images)
+        activations = cut.activations.detach().clone().requires_grad_()
+        with torch.enable_grad():
+            grad, = torch.autograd.grad(self.utility(cut.head(activations), self.target).sum(), activations)
+        return grad
+
     def gradient_and_hvp(self) -> tuple[Tensor, Tensor]:
         """``g`` and the Hessian-vector product ``H A``: a backward pass, then the backward of ``g . A``.
 

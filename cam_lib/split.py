@@ -27,6 +27,7 @@ class Cut:
 
     ``head(activations, rows)`` maps activations ``[N, K, h, w]`` to logits; row ``i`` belongs to
     image ``rows[i]`` (``None``: one row per image). ``network(images, rows)`` runs the whole model.
+    ``recut(images)`` cuts other images of the same batch (a noisy copy) the same way, extra inputs row for row.
     """
 
     activations: Tensor
@@ -34,6 +35,7 @@ class Cut:
     network: Head
     additive: Optional[AdditiveHead] = None
     tail_skips: Callable[[Optional[Tensor]], tuple] = lambda rows: ()
+    recut: Optional[Callable[[Tensor], "Cut"]] = None
 
 
 def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
@@ -132,7 +134,8 @@ class GraphSplit:
         def tail_skips(rows: Optional[Tensor]) -> tuple:
             return tuple(self.additive.tail_skips(*gather(rows))) if self.additive else ()
 
-        return Cut(activations, head, _network(self.model, extra_inputs), self.additive, tail_skips)
+        return Cut(activations, head, _network(self.model, extra_inputs), self.additive, tail_skips,
+                   lambda other: self(other, extra_inputs))
 
 
 def _in_place(graph_module: fx.GraphModule, node: fx.Node) -> bool:
@@ -173,7 +176,8 @@ class HookSplit:
         if not captured:
             raise ValueError(f"layer {self.name!r} is never called in the model's forward")
         network = _network(self.model, extra_inputs)
-        return Cut(captured[0], lambda acts, rows=None: self._head(images, network, acts, rows), network)
+        return Cut(captured[0], lambda acts, rows=None: self._head(images, network, acts, rows), network,
+                   recut=lambda other: self(other, extra_inputs))
 
     def _head(self, images: Tensor, network: Head, activations: Tensor, rows: Optional[Tensor]) -> Tensor:
         calls = []
