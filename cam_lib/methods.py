@@ -6,6 +6,7 @@ A method returns ``alpha`` ``[B, K]`` (its map is ``ReLU(sum_k alpha_k A_k)``) o
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -20,19 +21,36 @@ from .shapley import MAX_EXACT_PLAYERS, all_coalitions, exact_shapley, permutati
 Method = Callable[..., Tensor | tuple[Tensor, Tensor]]
 METHODS: dict[str, Method] = {}
 
+# What a method reads to weigh the maps; the book groups methods by it.
+GRADIENTS, GAME, ACTIVATIONS = "gradients", "the game", "the activations alone"
 
-def register(name: str) -> Callable[[Method], Method]:
-    """Add a method to ``METHODS`` under ``name`` in lower case (``explain`` looks names up lower-cased)."""
+
+@dataclass(frozen=True)
+class Card:
+    """What the book says of every method next to its formula: what it reads, and what it costs per image
+    in passes of the network (``K`` channels, ``P`` orderings, ``N`` noisy copies)."""
+
+    family: str
+    cost: str
+
+
+CARDS: dict[str, Card] = {}
+
+
+def register(name: str, family: str = "your own", cost: str = "not stated") -> Callable[[Method], Method]:
+    """Add a method to ``METHODS`` under ``name`` in lower case (``explain`` looks names up lower-cased),
+    with its ``Card`` in ``CARDS``."""
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"a method needs a non-empty name, got {name!r}")
 
     def add(method: Method) -> Method:
         METHODS[name.strip().lower()] = method
+        CARDS[name.strip().lower()] = Card(family, cost)
         return method
     return add
 
 
-@register("cam")
+@register("cam", GRADIENTS, "1 forward")
 def cam(game: ChannelGame) -> Tensor:
     """CAM (Zhou et al. 2016): ``alpha_k = w_{c,k}``, the weights of a head that is GAP + one linear layer."""
     additive, activations = game.cut.additive, game.activations
@@ -45,13 +63,13 @@ def cam(game: ChannelGame) -> Tensor:
     return additive.affine.weight[game.target]
 
 
-@register("gradcam")
+@register("gradcam", GRADIENTS, "1 forward + 1 backward")
 def gradcam(game: ChannelGame) -> Tensor:
     """Grad-CAM (Selvaraju et al. 2017): ``alpha_k = mean_ij g_kij``."""
     return game.gradient.mean((2, 3))
 
 
-@register("gradcam++")
+@register("gradcam++", GRADIENTS, "1 forward + 1 backward")
 def gradcam_plus_plus(game: ChannelGame) -> Tensor:
     """Grad-CAM++ (Chattopadhay et al. 2018): ``alpha_k = sum_ij a_kij ReLU(g_kij)``,
     ``a = g^2 / (2 g^2 + sum_ab A_kab g^3)`` (0 where the denominator is 0)."""
@@ -65,7 +83,7 @@ def _plus_plus(square: Tensor, cube: Tensor, positive: Tensor, activations: Tens
     return (safe_divide(square, denominator) * positive).sum((2, 3))
 
 
-@register("smoothgradcam++")
+@register("smoothgradcam++", GRADIENTS, "N forwards + N backwards of the whole network (N noisy copies)")
 def smooth_gradcam_plus_plus(game: ChannelGame, n_samples: int = 4, sigma: float = 0.3, seed: int = 0) -> Tensor:
     """Smooth Grad-CAM++ (Omeiza et al. 2019): Grad-CAM++ with ``g``, ``g^2``, ``g^3`` averaged over noisy
     images ``x + delta_m``, ``delta_m ~ N(0, sigma^2)``: ``alpha_k = sum_ij a_kij ReLU(mean_m g_m,kij)``,
@@ -86,20 +104,20 @@ def smooth_gradcam_plus_plus(game: ChannelGame, n_samples: int = 4, sigma: float
     return _plus_plus(square, cube, mean.relu(), game.activations)
 
 
-@register("xgradcam")
+@register("xgradcam", GRADIENTS, "1 forward + 1 backward")
 def xgradcam(game: ChannelGame) -> Tensor:
     """XGrad-CAM (Fu et al. 2020): ``alpha_k = sum_ij A_kij g_kij / sum_ab A_kab``."""
     activations = game.activations
     return safe_divide((activations * game.gradient).sum((2, 3)), activations.sum((2, 3)))
 
 
-@register("hirescam")
+@register("hirescam", GRADIENTS, "1 forward + 1 backward")
 def hirescam(game: ChannelGame) -> Tensor:
     """HiResCAM (Draelos & Carin 2020): element-wise terms ``g_k * A_k``, the first-order Shapley values."""
     return game.gradient * game.activations
 
 
-@register("layercam")
+@register("layercam", GRADIENTS, "1 forward + 1 backward")
 def layercam(game: ChannelGame) -> Tensor:
     """LayerCAM (Jiang et al. 2021): element-wise terms ``ReLU(g_k) * A_k``, each position weighted by its own gradient.
 
@@ -110,7 +128,7 @@ def layercam(game: ChannelGame) -> Tensor:
     return game.gradient.relu() * game.activations
 
 
-@register("gradcam-elementwise")
+@register("gradcam-elementwise", GRADIENTS, "1 forward + 1 backward")
 def gradcam_elementwise(game: ChannelGame) -> Tensor:
     """Grad-CAM element-wise (grad-cam package): element-wise terms ``ReLU(g_k * A_k)``.
 
@@ -119,7 +137,7 @@ def gradcam_elementwise(game: ChannelGame) -> Tensor:
     return (game.gradient * game.activations).relu()
 
 
-@register("eigencam")
+@register("eigencam", ACTIVATIONS, "1 forward + an SVD of hw x K")
 def eigencam(game: ChannelGame) -> Tensor:
     """EigenCAM (Muhammad & Yeasin 2020): element-wise terms ``v_k (A_k - mean_ij A_k)``, ``v`` the first
     principal component of the positions' activation vectors ``A_:ij``.
@@ -130,7 +148,7 @@ def eigencam(game: ChannelGame) -> Tensor:
     return principal_terms(game.activations)
 
 
-@register("eigengradcam")
+@register("eigengradcam", GRADIENTS, "1 forward + 1 backward + an SVD of hw x K")
 def eigengradcam(game: ChannelGame) -> Tensor:
     """EigenGradCAM (grad-cam package): element-wise terms ``v_k (T_k - mean_ij T_k)``, ``v`` the first
     principal component of HiResCAM's terms ``T = g * A``.
@@ -140,7 +158,7 @@ def eigengradcam(game: ChannelGame) -> Tensor:
     return principal_terms(game.gradient * game.activations)
 
 
-@register("scorecam")
+@register("scorecam", GAME, "K forwards of the whole network")
 def scorecam(game: ChannelGame, masks_per_call: int = 32) -> Tensor:
     """Score-CAM (Wang et al. 2020): ``alpha_k = u(f(x * s(up(A_k))))``, each normalised map masking the input.
 
@@ -178,7 +196,7 @@ def _check_samples(n_samples: int, sigma: float | None = None) -> None:
         raise ValueError(f"sigma must be a noise standard deviation >= 0, got {sigma!r}")
 
 
-@register("sscam")
+@register("sscam", GAME, "N K forwards of the whole network")
 def sscam(game: ChannelGame, n_samples: int = 35, sigma: float = 2.0, seed: int = 0,
           masks_per_call: int = 32) -> Tensor:
     """SS-CAM (Wang et al. 2020, mask noise): ``alpha_k = mean_m u(f(x * (s(up(A_k)) + delta_m)))``,
@@ -198,7 +216,7 @@ def sscam(game: ChannelGame, n_samples: int = 35, sigma: float = 2.0, seed: int 
     return torch.stack([_masked_scores(game, masks_per_call, noisy) for _ in range(n_samples)]).mean(0)
 
 
-@register("iscam")
+@register("iscam", GAME, "N K forwards of the whole network")
 def iscam(game: ChannelGame, n_samples: int = 10, masks_per_call: int = 32) -> Tensor:
     """IS-CAM (Naidu et al. 2020): ``alpha_k = (1/N) sum_{i=1}^N u(f(x * (i/N) s(up(A_k))))``.
 
@@ -212,7 +230,7 @@ def iscam(game: ChannelGame, n_samples: int = 10, masks_per_call: int = 32) -> T
                         for step in range(1, n_samples + 1)]).mean(0)
 
 
-@register("ablation")
+@register("ablation", GAME, "K evaluations of the head")
 def ablation(game: ChannelGame) -> Tensor:
     """Ablation-CAM (Desai & Ramaswamy 2020): ``alpha_k = (v(N) - v(N minus k)) / v(N)``, one ordering's marginal."""
     players = game.num_players
@@ -220,7 +238,7 @@ def ablation(game: ChannelGame) -> Tensor:
     return (game.score[:, None] - without) / game.score[:, None]
 
 
-@register("lift")
+@register("lift", GAME, "1 forward + 1 backward")
 def lift(game: ChannelGame) -> Tensor:
     """LIFT-CAM (Jung & Oh 2021): ``alpha_k = sum_ij C(dA_kij -> du)``, DeepLIFT-Rescale with reference 0.
 
@@ -229,7 +247,7 @@ def lift(game: ChannelGame) -> Tensor:
     return (game.deeplift_multipliers() * game.activations).sum((2, 3))
 
 
-@register("shap")
+@register("shap", GAME, "P (K + 1) evaluations of the head")
 def shap(game: ChannelGame, n_permutations: int = 100, seed: int = 0) -> tuple[Tensor, Tensor]:
     """SHAP-CAM_P (Jung & Oh 2021, Algorithm 1): mean marginal contribution over ``P`` random orderings,
     with its standard error."""
@@ -239,7 +257,7 @@ def shap(game: ChannelGame, n_permutations: int = 100, seed: int = 0) -> tuple[T
     return permutation_estimate(game.marginals(orderings))
 
 
-@register("exact")
+@register("exact", GAME, "2^K evaluations of the head")
 def exact(game: ChannelGame) -> Tensor:
     """Exact Shapley values of the channel game, enumerating all ``2^K`` coalitions."""
     players = game.num_players
@@ -257,19 +275,19 @@ def _second_order(game: ChannelGame) -> Tensor:
     return grad - hvp / 2
 
 
-@register("shapleycam")
+@register("shapleycam", GRADIENTS, "1 forward + 2 backward")
 def shapleycam(game: ChannelGame) -> Tensor:
     """ShapleyCAM (Cai 2025): ``alpha_k = mean_ij (g - H A / 2)_kij``."""
     return _second_order(game).mean((2, 3))
 
 
-@register("shapleycam-h")
+@register("shapleycam-h", GRADIENTS, "1 forward + 2 backward")
 def shapleycam_h(game: ChannelGame) -> Tensor:
     """ShapleyCAM-H (Cai 2025): element-wise terms ``(g - H A / 2)_k * A_k``."""
     return _second_order(game) * game.activations
 
 
-@register("shapleycam-e")
+@register("shapleycam-e", GRADIENTS, "1 forward + 2 backward")
 def shapleycam_e(game: ChannelGame) -> Tensor:
     """ShapleyCAM-E (Cai 2025): element-wise terms ``ReLU((g - H A / 2)_k * A_k)``."""
     return (_second_order(game) * game.activations).relu()

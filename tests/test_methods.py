@@ -367,3 +367,22 @@ def test_sampling_methods_refuse_bad_options(method):
     if method != "iscam":
         with pytest.raises(ValueError, match="sigma"):
             cam_lib.explain(model, x, "features", method, sigma=-1.0)
+
+
+
+def test_every_method_has_a_card_with_a_family_and_a_cost():
+    cards = cam_lib.methods.CARDS
+    assert set(cards) == set(cam_lib.METHODS)
+    families = {cam_lib.methods.GRADIENTS, cam_lib.methods.GAME, cam_lib.methods.ACTIVATIONS}
+    assert {card.family for card in cards.values()} == families
+    assert all(card.cost and card.cost != "not stated" for card in cards.values())
+
+
+def test_a_method_registered_without_a_card_gets_a_plain_one():
+    try:
+        cam_lib.register("Card-Less")(cam_lib.METHODS["gradcam"])
+        card = cam_lib.methods.CARDS["card-less"]
+        assert (card.family, card.cost) == ("your own", "not stated")
+    finally:
+        cam_lib.METHODS.pop("card-less", None)
+        cam_lib.methods.CARDS.pop("card-less", None)
