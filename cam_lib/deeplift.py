@@ -37,7 +37,7 @@ from torch import Tensor, fx, nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
-from .fxgraph import downstream, placeholders
+from .fxgraph import placeholders
 
 from .numerics import safe_divide
 
@@ -113,11 +113,11 @@ def utility_multiplier(logits: Tensor, values: Tensor) -> Tensor:
 def uncovered_operations(head: fx.GraphModule) -> tuple[str, ...]:
     """Operations of a traced head, downstream of its first input (the activations), that no rule here covers."""
     activations = placeholders(head.graph)[0]
-    dependent = downstream(activations) | {activations}
-    found = []
-    for node in head.graph.nodes:
-        if node not in dependent or node is activations:
+    dependent, found = {activations}, []
+    for node in head.graph.nodes:  # in topological order
+        if node is activations or _is_metadata(node) or not any(arg in dependent for arg in node.all_input_nodes):
             continue
+        dependent.add(node)
         if node.op == "call_module":
             module = head.get_submodule(node.target)
             if _is_uncovered_module(module):
@@ -128,6 +128,13 @@ def uncovered_operations(head: fx.GraphModule) -> tuple[str, ...]:
               or node.op == "call_method" and node.target in UNCOVERED_METHODS):
             found.append(f"{_name(node.target)}{_where(node)}")
     return tuple(dict.fromkeys(found))
+
+
+def _is_metadata(node: fx.Node) -> bool:
+    """A shape, size or dtype query: its value does not change with the activations' values."""
+    return (node.op == "call_method" and node.target in ("size", "dim")
+            or node.op == "call_function" and node.target is getattr
+            and node.args[1] in ("shape", "ndim", "dtype", "device"))
 
 
 def uncovered_modules(modules: Iterable[tuple[str, nn.Module]]) -> tuple[str, ...]:

@@ -53,15 +53,17 @@ def patch_grid(tokens: int, registers: Optional[int] = None) -> Optional[tuple[i
 def _grid(tokens: Tensor, registers: Optional[int]) -> tuple[int, int]:
     """``(R, s)`` of tokens ``[B, 1 + R + s*s, C]``, or a ValueError that says which layout to pass instead."""
     grid = patch_grid(tokens.shape[1], registers) if tokens.ndim == 3 else None
-    if grid is None:
-        raise ValueError(f"reshape='vit' reads tokens [B, 1 + R + h*w, C] (class token, R register tokens, a square "
-                         f"grid of patches), but the layer outputs {tuple(tokens.shape)}. "
-                         + (_CHANNELS_LAST_HINT if tokens.ndim == 4 else
-                            f"{tokens.shape[1] if tokens.ndim == 3 else 'Its'} tokens are not 1 + R + a square "
-                            f"{'' if registers is None else f'with R = {registers} '}(without a register count, "
-                            "R must be less than the grid's side). Pass the register count "
-                            "(reshape=cam_lib.layout.vit(registers=R)) or a pair (to_maps, from_maps)."))
-    return grid
+    if grid is not None:
+        return grid
+    problem = f"reshape='vit' reads tokens [B, 1 + R + h*w, C], but the layer outputs {tuple(tokens.shape)}"
+    if tokens.ndim != 3:
+        raise ValueError(f"{problem}. {_CHANNELS_LAST_HINT if tokens.ndim == 4 else ''}")
+    if registers is None:
+        raise ValueError(f"{problem}: {tokens.shape[1]} tokens are not a class token, R register tokens and a square "
+                         "grid of patches with R less than the grid's side. Give the register count "
+                         "(reshape=cam_lib.layout.vit(registers=R)) or a pair (to_maps, from_maps).")
+    raise ValueError(f"{problem}, not 1 + {registers} registers + a square grid. Pass the layer's own register count, "
+                     "or a pair (to_maps, from_maps) for other layouts.")
 
 
 def vit(registers: Optional[int] = None) -> Layout:

@@ -125,7 +125,7 @@ def test_register_tokens_are_held_fixed_and_patches_keep_their_place():
     back = layout.PRESETS["vit"].from_maps(torch.zeros_like(maps), tokens)
     assert torch.equal(back[:, :5], tokens[:, :5]) and not back[:, 5:].any()
     small = torch.randn(1, 1 + 4 + 16, 3)  # 4 registers on a 4x4 grid: ambiguous unless told
-    with pytest.raises(ValueError, match="not 1 \\+ R \\+ a square"):
+    with pytest.raises(ValueError, match="21 tokens are not a class token, R register tokens and a square grid"):
         layout.PRESETS["vit"].to_maps(small)
     assert layout.vit(registers=4).to_maps(small).shape == (1, 3, 4, 4)
 
