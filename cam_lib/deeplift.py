@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import operator
 import warnings
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +38,6 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
 from .fxgraph import placeholders
-
 from .numerics import safe_divide
 
 NONLINEARITIES = {
@@ -124,17 +123,17 @@ def uncovered_operations(head: fx.GraphModule) -> tuple[str, ...]:
                 found.append(f"{type(module).__name__} ({node.target})")
         elif node.target in PRODUCTS and sum(arg in dependent for arg in tree_leaves((node.args, node.kwargs))) > 1:
             found.append(f"{_name(node.target)} of two values that depend on the activations{_where(node)}")
-        elif (node.op == "call_function" and (node.target in UNCOVERED_FUNCTIONS or "attention" in _name(node.target))
-              or node.op == "call_method" and node.target in UNCOVERED_METHODS):
+        elif ((node.op == "call_function" and (node.target in UNCOVERED_FUNCTIONS or "attention" in _name(node.target)))
+              or (node.op == "call_method" and node.target in UNCOVERED_METHODS)):
             found.append(f"{_name(node.target)}{_where(node)}")
     return tuple(dict.fromkeys(found))
 
 
 def _is_metadata(node: fx.Node) -> bool:
     """A shape, size or dtype query: its value does not change with the activations' values."""
-    return (node.op == "call_method" and node.target in ("size", "dim")
-            or node.op == "call_function" and node.target is getattr
-            and node.args[1] in ("shape", "ndim", "dtype", "device"))
+    return ((node.op == "call_method" and node.target in ("size", "dim"))
+            or (node.op == "call_function" and node.target is getattr
+                and node.args[1] in ("shape", "ndim", "dtype", "device")))
 
 
 def uncovered_modules(modules: Iterable[tuple[str, nn.Module]]) -> tuple[str, ...]:

@@ -110,7 +110,7 @@ class Explainer:
         return ChannelGame(cut, utility_fn, _check_target(target, logits), images, batch_size, logits)
 
     def _cut(self, images: Tensor, extra_inputs: tuple):
-        """Cut the batch (laid out as maps by ``reshape``); on the first call check the traced head against the model."""
+        """Cut the batch (laid out as maps by ``reshape``); on the first call check the traced head."""
         if not self._checked:
             one = torch.zeros(2, dtype=torch.long, device=images.device)
             with torch.no_grad():  # outside the try: an input the model itself cannot read is the caller's error

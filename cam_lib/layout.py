@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -36,10 +36,10 @@ class Layout:
 
 
 _CHANNELS_LAST_HINT = 'If these are [B, H, W, C] maps (Swin, ConvNeXt blocks), pass reshape="channels-last".'
-Reshape = Optional[str | Layout | tuple[Callable[[Tensor], Tensor], Callable[[Tensor, Tensor], Tensor]]]
+Reshape = str | Layout | tuple[Callable[[Tensor], Tensor], Callable[[Tensor, Tensor], Tensor]] | None
 
 
-def patch_grid(tokens: int, registers: Optional[int] = None) -> Optional[tuple[int, int]]:
+def patch_grid(tokens: int, registers: int | None = None) -> tuple[int, int] | None:
     """``(R, s)`` with ``tokens = 1 + R + s * s``, or None; without ``registers``, the largest grid, if ``R < s``."""
     patches = tokens - 1
     if registers is None:
@@ -50,7 +50,7 @@ def patch_grid(tokens: int, registers: Optional[int] = None) -> Optional[tuple[i
     return (registers, side) if registers >= 0 and side > 0 and side * side == patches - registers else None
 
 
-def _grid(tokens: Tensor, registers: Optional[int]) -> tuple[int, int]:
+def _grid(tokens: Tensor, registers: int | None) -> tuple[int, int]:
     """``(R, s)`` of tokens ``[B, 1 + R + s*s, C]``, or a ValueError that says which layout to pass instead."""
     grid = patch_grid(tokens.shape[1], registers) if tokens.ndim == 3 else None
     if grid is not None:
@@ -66,12 +66,13 @@ def _grid(tokens: Tensor, registers: Optional[int]) -> tuple[int, int]:
                      "or a pair (to_maps, from_maps) for other layouts.")
 
 
-def vit(registers: Optional[int] = None) -> Layout:
+def vit(registers: int | None = None) -> Layout:
     """ViT tokens ``[B, 1 + R + h*w, C]``: the patch tokens' C channels are the players ``[B, C, h, w]``.
 
     The class token and the R register tokens are held fixed at their values, as the question a
     CAM asks is which patches' features made the class token's answer. ``registers=None`` reads
     ``R`` as what is left after the largest square grid of patches, and accepts it only if ``R < h``.
+    A grid that is not square (a non-square image) needs a pair ``(to_maps, from_maps)`` of your own.
     """
     def to_maps(tokens: Tensor) -> Tensor:
         fixed, side = _grid(tokens, registers)
@@ -96,7 +97,7 @@ CHANNELS_LAST = Layout(_channels_first, lambda maps, output: maps.permute(0, 2, 
 PRESETS = {"vit": vit(), "channels-last": CHANNELS_LAST}
 
 
-def get_layout(reshape: Reshape) -> Optional[Layout]:
+def get_layout(reshape: Reshape) -> Layout | None:
     """The layout named by ``reshape``: None, a preset name, a ``Layout`` or a pair ``(to_maps, from_maps)``."""
     if reshape is None or isinstance(reshape, Layout):
         return reshape
@@ -108,7 +109,7 @@ def get_layout(reshape: Reshape) -> Optional[Layout]:
                      f"got {reshape!r}")
 
 
-def reshaped(cut: Cut, layout: Optional[Layout]) -> Cut:
+def reshaped(cut: Cut, layout: Layout | None) -> Cut:
     """The cut seen through ``layout``: activations ``to_maps(A)``, head ``F(from_maps(maps, A[rows]))``.
 
     The additive form of the head reads the layer's own layout, so it is dropped (coalitions go
@@ -125,7 +126,7 @@ def reshaped(cut: Cut, layout: Optional[Layout]) -> Cut:
         raise ValueError("reshape's from_maps(to_maps(output), output) does not give the layer's output back; "
                          "from_maps must invert to_maps")
 
-    def head(activations: Tensor, rows: Optional[Tensor] = None) -> Tensor:
+    def head(activations: Tensor, rows: Tensor | None = None) -> Tensor:
         return cut.head(layout.from_maps(activations, output if rows is None else output[rows]), rows)
 
     return dataclasses.replace(cut, activations=maps.contiguous(), head=head, additive=None)

@@ -286,7 +286,8 @@ def torchvision_layer(model: nn.Module) -> str:
 
 def torchvision_reshape(model: nn.Module) -> Optional[str]:
     """The ``reshape`` a torchvision classifier's blocks need: ``"vit"``, ``"channels-last"`` (Swin) or None."""
-    return TORCHVISION_RESHAPE.get(_family(model, set(TORCHVISION_RESHAPE)))
+    family = _family(model, set(TORCHVISION_RESHAPE))
+    return TORCHVISION_RESHAPE[family] if family else None
 
 
 def _family(model: nn.Module, families: set[str]) -> Optional[str]:

@@ -1,7 +1,7 @@
 """The shipped models: they load, reach their accuracy on fresh scenes, and the trainer still runs."""
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import pytest
 import torch
@@ -55,8 +55,10 @@ def test_torchvision_weights_are_never_downloaded(tmp_path, monkeypatch):
 
 @contextmanager
 def parameters_on_meta() -> Iterator[None]:
-    """Build models without their weights' memory or initialisation (``torch.device("meta")`` breaks RegNet,
-    which computes its widths with tensors): every registered parameter moves to the meta device."""
+    """Build models without initialising their weights: every registered parameter moves to the meta device.
+
+    ``with torch.device("meta")`` would be simpler, but RegNet computes its widths with tensors and fails.
+    """
     register = nn.Module.register_parameter
 
     def on_meta(module: nn.Module, name: str, param) -> None:
@@ -72,10 +74,11 @@ def parameters_on_meta() -> Iterator[None]:
 def test_every_torchvision_classifier_has_a_layer():
     import torchvision
     conventional = {"resnet18": "layer4", "vgg16": "features.29", "densenet121": "features.norm5",
-                    "mobilenet_v2": "features.18", "efficientnet_b0": "features.8", "regnet_y_400mf": "trunk_output.block4",
-                    "shufflenet_v2_x1_0": "conv5", "mnasnet1_0": "layers.16", "googlenet": "inception5b",
-                    "inception_v3": "Mixed_7c", "squeezenet1_1": "features.12", "alexnet": "features.11",
-                    "convnext_tiny": "features.7", "swin_t": "features.7", "vit_b_16": "encoder.layers.encoder_layer_11.ln_1"}
+                    "mobilenet_v2": "features.18", "efficientnet_b0": "features.8",
+                    "regnet_y_400mf": "trunk_output.block4", "shufflenet_v2_x1_0": "conv5", "mnasnet1_0": "layers.16",
+                    "googlenet": "inception5b", "inception_v3": "Mixed_7c", "squeezenet1_1": "features.12",
+                    "alexnet": "features.11", "convnext_tiny": "features.7", "swin_t": "features.7",
+                    "vit_b_16": "encoder.layers.encoder_layer_11.ln_1"}
     for name in torchvision.models.list_models(module=torchvision.models):
         with parameters_on_meta(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # googlenet and inception_v3 warn about their initialisation
