@@ -37,7 +37,7 @@ def explain_command(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     loaded = zoo.load(args.model)
     images, extra, mask = _input(args, loaded)
-    explanation = Explainer(loaded.model, args.layer or loaded.layer)(
+    explanation = Explainer(loaded.model, args.layer or loaded.layer, reshape=loaded.reshape)(
         images, args.method, target=args.target, utility=args.utility, extra_inputs=extra)
     label = loaded.classes[int(explanation.target)] if loaded.classes else str(int(explanation.target))
     figure, ax = plt.subplots(figsize=(4, 4))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -10,6 +11,7 @@ from torch import Tensor, nn
 
 from . import maps, smoothing
 from .game import ChannelGame
+from .layout import Reshape, get_layout, reshaped, suggestion
 from .methods import METHODS
 from .split import GraphSplit, HookSplit, resolve_layer, spatial_layers, split_model, warn_hooks
 from .runtime import model_device
@@ -47,14 +49,16 @@ class Explainer:
 
     ``explain`` builds one per call; keep one yourself to pay for tracing once.
     Extra model inputs (a VQA question) are passed per call as ``extra_inputs`` and held fixed:
-    the model is called as ``model(images, *extra_inputs)``.
+    the model is called as ``model(images, *extra_inputs)``. ``reshape`` reads a layer whose output is
+    not ``[B, K, h, w]`` as maps: ``"vit"`` (tokens), ``"channels-last"`` or a pair (``cam_lib.layout``).
     """
 
-    def __init__(self, model: nn.Module, layer: str | nn.Module, trace: bool = True):
+    def __init__(self, model: nn.Module, layer: str | nn.Module, trace: bool = True, reshape: Reshape = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
         self.model = model
         self.layer, _ = resolve_layer(model, layer)
+        self.layout = get_layout(reshape)
         self.split: GraphSplit | HookSplit = split_model(model, self.layer, trace)
         self._checked = not isinstance(self.split, GraphSplit)
 
@@ -107,13 +111,13 @@ class Explainer:
                 raise ValueError(f"the model cannot read images of shape {tuple(images.shape)}: {error}. "
                                  "Give the images the channel count the model's first layer expects "
                                  "(grayscale to RGB: images.expand(-1, 3, -1, -1)).") from None
-            _check_activations(cut.activations, self.layer, self.model, images, extra_inputs)
+            _check_activations(cut.activations, self.layer, self.model, images, extra_inputs, self.layout is None)
             with torch.no_grad():
                 logits = cut.head(cut.activations)
         return ChannelGame(cut, utility_fn, _check_target(target, logits), images, batch_size, logits)
 
     def _cut(self, images: Tensor, extra_inputs: tuple):
-        """Cut the batch; on the first call check the traced head against the model itself."""
+        """Cut the batch (laid out as maps by ``reshape``); on the first call check the traced head."""
         if not self._checked:
             one = torch.zeros(2, dtype=torch.long, device=images.device)
             with torch.no_grad():  # outside the try: an input the model itself cannot read is the caller's error
@@ -130,10 +134,10 @@ class Explainer:
                 agrees, reason = False, f"the traced head fails on this input ({type(error).__name__}: {error})"
             self._checked = True
             if agrees:
-                return cut
+                return reshaped(cut, self.layout)
             warn_hooks(self.model, reason)
             self.split = HookSplit(self.model, self.layer, self.model.get_submodule(self.layer))
-        return self.split(images, extra_inputs)
+        return reshaped(self.split(images, extra_inputs), self.layout)
 
 
 def explain(model: nn.Module, images: Tensor, layer: str | nn.Module, method: str = "lift",
@@ -142,14 +146,16 @@ def explain(model: nn.Module, images: Tensor, layer: str | nn.Module, method: st
 
     ``target``: None (the predicted class), an int, or B ints. ``utility``: "logit", "softmax" or "rest".
     Options: ``batch_size`` (coalitions per head call), ``extra_inputs`` (other model inputs, held fixed),
-    ``trace=False`` (use hooks instead of torch.fx), grad-cam's ``aug_smooth`` and ``eigen_smooth``
-    (``cam_lib.smoothing``), and the method's own (``n_permutations``, ``seed``).
+    ``trace=False`` (use hooks instead of torch.fx), ``reshape`` (``"vit"`` for a transformer's tokens,
+    ``"channels-last"`` for ``[B, H, W, C]`` maps, or a pair ``(to_maps, from_maps)``: ``cam_lib.layout``),
+    grad-cam's ``aug_smooth`` and ``eigen_smooth`` (``cam_lib.smoothing``), and the method's own
+    (``n_permutations``, ``seed``).
 
     >>> exp = explain(model, images, "layer4", method="lift")  # doctest: +SKIP
     >>> exp.saliency.shape, exp.local_accuracy_gap  # doctest: +SKIP
     """
-    trace = options.pop("trace", True)
-    return Explainer(model, layer, trace)(images, method, target, utility, **options)
+    trace, reshape = options.pop("trace", True), options.pop("reshape", None)
+    return Explainer(model, layer, trace, reshape)(images, method, target, utility, **options)
 
 
 def _check_options(name: str, options: dict) -> None:
@@ -180,13 +186,17 @@ def _check_images(images: Tensor, extra_inputs: tuple, device: torch.device) -> 
     return images.detach().clone().to(device), tuple(extra.to(device) for extra in extra_inputs)
 
 
-def _check_activations(activations: Tensor, layer: str, model: nn.Module, images: Tensor, extra: tuple) -> None:
-    """CAM needs a spatial map ``[B, K, h, w]`` at the layer."""
+def _check_activations(activations: Tensor, layer: str, model: nn.Module, images: Tensor, extra: tuple,
+                       advise: bool) -> None:
+    """CAM needs a spatial map ``[B, K, h, w]`` at the layer; without ``reshape``, advise one where the shape fits."""
+    shape = tuple(activations.shape) if isinstance(activations, Tensor) else type(activations).__name__
+    hint = suggestion(shape) if advise and isinstance(activations, Tensor) else ""
     if not isinstance(activations, Tensor) or activations.ndim != 4:
-        shape = tuple(activations.shape) if isinstance(activations, Tensor) else type(activations).__name__
         candidates = [name for name, _ in spatial_layers(model, images, extra)][-5:]
         raise ValueError(f"layer {layer!r} outputs {shape}, but CAM needs a spatial map [B, K, h, w]; "
-                         f"layers with spatial output include {candidates}")
+                         f"layers with spatial output include {candidates}.{hint}")
+    if hint:
+        warnings.warn(f"cam_lib: layer {layer!r} outputs {shape}, read as [B, K, h, w].{hint}", stacklevel=4)
 
 
 def _check_target(target: Optional[int | Sequence[int] | Tensor], logits: Tensor) -> Tensor:

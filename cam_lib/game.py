@@ -10,7 +10,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from .deeplift import rescale_rule, utility_multiplier
+from .deeplift import rescale_rule, utility_multiplier, warn_uncovered
 from .split import Cut
 from .utility import Utility, is_linear
 
@@ -85,6 +85,7 @@ class ChannelGame:
 
     def deeplift_multipliers(self) -> Tensor:
         """DeepLIFT-Rescale multipliers ``m = C(dA -> du) / dA`` through the head, reference ``A = 0``."""
+        warn_uncovered(self.cut.uncovered)
         batch = self.activations.shape[0]
         pair = torch.cat([self.activations, torch.zeros_like(self.activations)]).requires_grad_()
         rows = torch.arange(batch, device=pair.device).repeat(2)

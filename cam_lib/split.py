@@ -16,7 +16,9 @@ import torch
 from torch import Tensor, fx, nn
 
 from .additive import AdditiveHead, find_additive
+from .deeplift import uncovered_modules, uncovered_operations
 from .fxgraph import crossing, downstream, output_value, placeholders, subgraph
+from .state import evaluating
 
 Head = Callable[[Tensor, Optional[Tensor]], Tensor]
 
@@ -28,6 +30,7 @@ class Cut:
     ``head(activations, rows)`` maps activations ``[N, K, h, w]`` to logits; row ``i`` belongs to
     image ``rows[i]`` (``None``: one row per image). ``network(images, rows)`` runs the whole model.
     ``recut(images)`` cuts other images of the same batch (a noisy copy) the same way, extra inputs row for row.
+    ``uncovered`` names the head's operations that DeepLIFT's rules do not cover (``deeplift``).
     """
 
     activations: Tensor
@@ -36,6 +39,7 @@ class Cut:
     additive: Optional[AdditiveHead] = None
     tail_skips: Callable[[Optional[Tensor]], tuple] = lambda rows: ()
     recut: Optional[Callable[[Tensor], "Cut"]] = None
+    uncovered: tuple[str, ...] = ()
 
 
 def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
@@ -115,6 +119,7 @@ class GraphSplit:
         first = placeholders(self.head.graph)[0]
         self.in_place = any(_in_place(self.head, user) for user in first.users)
         self.additive = find_additive(self.head)
+        self.uncovered = uncovered_operations(self.head)
         self.model = model
 
     def __call__(self, images: Tensor, extra_inputs: tuple) -> Cut:
@@ -135,7 +140,7 @@ class GraphSplit:
             return tuple(self.additive.tail_skips(*gather(rows))) if self.additive else ()
 
         return Cut(activations, head, _network(self.model, extra_inputs), self.additive, tail_skips,
-                   lambda other: self(other, extra_inputs))
+                   recut=lambda other: self(other, extra_inputs), uncovered=self.uncovered)
 
 
 def _in_place(graph_module: fx.GraphModule, node: fx.Node) -> bool:
@@ -157,6 +162,7 @@ class HookSplit:
 
     def __init__(self, model: nn.Module, name: str, module: nn.Module):
         self.model, self.name, self.module = model, name, module
+        self.uncovered: Optional[tuple[str, ...]] = None  # found on the first batch
 
     def __call__(self, images: Tensor, extra_inputs: tuple) -> Cut:
         captured: list[Tensor] = []
@@ -176,8 +182,31 @@ class HookSplit:
         if not captured:
             raise ValueError(f"layer {self.name!r} is never called in the model's forward")
         network = _network(self.model, extra_inputs)
+        if self.uncovered is None:
+            self.uncovered = uncovered_modules(self._modules_after(images[:1], tuple(e[:1] for e in extra_inputs)))
         return Cut(captured[0], lambda acts, rows=None: self._head(images, network, acts, rows), network,
-                   recut=lambda other: self(other, extra_inputs))
+                   recut=lambda other: self(other, extra_inputs), uncovered=self.uncovered)
+
+    def _modules_after(self, images: Tensor, extra_inputs: tuple) -> list[tuple[str, nn.Module]]:
+        """The modules whose forward starts after the layer's has ended: the head, as far as hooks can see it."""
+        after: list[tuple[str, nn.Module]] = []
+        layer_done: list[bool] = []
+
+        def record(name: str) -> Callable:
+            def hook(module: nn.Module, inputs: tuple) -> None:
+                if layer_done:
+                    after.append((name, module))
+            return hook
+
+        hooks = [module.register_forward_pre_hook(record(name)) for name, module in self.model.named_modules()]
+        hooks.append(self.module.register_forward_hook(lambda module, inputs, output: layer_done.append(True)))
+        try:
+            with torch.no_grad():
+                self.model(images, *extra_inputs)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return after
 
     def _head(self, images: Tensor, network: Head, activations: Tensor, rows: Optional[Tensor]) -> Tensor:
         calls = []
@@ -209,7 +238,8 @@ def split_model(model: nn.Module, layer: str | nn.Module, trace: bool = True) ->
     name, module = resolve_layer(model, layer)
     if trace:
         try:
-            return GraphSplit(model, name, module)
+            with evaluating(model):  # fx records `self.training` as a constant: trace the eval-mode network
+                return GraphSplit(model, name, module)
         except Exception as error:  # any tracing failure (control flow, unsupported ops): hooks still work
             warn_hooks(model, f"torch.fx cannot trace it ({type(error).__name__}: {str(error)[:200]})")
     return HookSplit(model, name, module)

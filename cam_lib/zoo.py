@@ -195,6 +195,7 @@ class Loaded:
     normalization: data.Normalization
     classes: tuple[str, ...]
     info: dict = field(default_factory=dict)
+    reshape: Optional[str] = None  # how the layer's output reads as maps (``explain(..., reshape=...)``)
 
 
 def load(name: str, device: Optional[torch.device] = None) -> Loaded:
@@ -232,7 +233,7 @@ def _loaded(name: str, device: torch.device) -> Loaded:
 
 @lru_cache(maxsize=None)
 def _explainer(name: str, layer: str, device: torch.device) -> Explainer:
-    return Explainer(_loaded(name, device).model, layer)
+    return Explainer(_loaded(name, device).model, layer, reshape=_loaded(name, device).reshape)
 
 
 def _load_torchvision(name: str, device: torch.device) -> Loaded:
@@ -246,23 +247,58 @@ def _load_torchvision(name: str, device: torch.device) -> Loaded:
     model = torchvision.models.get_model(name)
     model.load_state_dict(torch.load(checkpoint, map_location="cpu"))
     return Loaded(f"torchvision:{name}", model.to(device).eval(), torchvision_layer(model),
-                  data.IMAGENET_NORMALIZATION, tuple(weights.meta["categories"]), {"weights": str(checkpoint)})
+                  data.IMAGENET_NORMALIZATION, tuple(weights.meta["categories"]), {"weights": str(checkpoint)},
+                  torchvision_reshape(model))
+
+
+TORCHVISION_LAYERS = {  # family -> its last block of spatial maps, as the grad-cam package's README advises
+    "ResNet": "layer4", "DenseNet": "features.norm5", "GoogLeNet": "inception5b", "Inception3": "Mixed_7c",
+    "ShuffleNetV2": "conv5",
+}
+TORCHVISION_LAST_BLOCK_OF = {  # family -> the container whose last child is that block
+    "EfficientNet": "features", "MobileNetV2": "features", "MobileNetV3": "features", "ConvNeXt": "features",
+    "SqueezeNet": "features", "SwinTransformer": "features", "MNASNet": "layers", "RegNet": "trunk_output",
+    "MaxVit": "blocks",
+}
+TORCHVISION_RESHAPE = {"VisionTransformer": "vit", "SwinTransformer": "channels-last"}
 
 
 def torchvision_layer(model: nn.Module) -> str:
-    """The conventional CAM layer of a torchvision classifier: its last block of spatial maps."""
-    names = [name for name, _ in model.named_modules()]
-    if "layer4" in names:
-        return "layer4"
-    if "features.norm5" in names:
-        return "features.norm5"
-    relus = [name for name, module in model.named_modules() if name.startswith("features.") and isinstance(module, nn.ReLU)]
-    if relus and "classifier" in names and any(isinstance(m, nn.MaxPool2d) for m in model.modules()):
-        return relus[-1]  # VGG: the last ReLU before the final max-pool
-    blocks = [name for name in names if name.count(".") == 1 and name.startswith("features.")]
-    if blocks:
-        return blocks[-1]
-    raise ValueError("no conventional CAM layer found; pass one of cam_lib.spatial_layers(model, images)")
+    """The conventional CAM layer of a torchvision classifier: its last block of spatial maps.
+
+    VGG and AlexNet: the last ReLU before the final max-pool. ViT: the first LayerNorm of the last encoder
+    block (``ln_1``), read with ``reshape="vit"``; the block's own output would reach the logits only
+    through the class token, which the ViT layout holds fixed, so its game would be null. Swin's stages
+    need ``reshape="channels-last"`` (``torchvision_reshape``).
+    """
+    family = _family(model, {*TORCHVISION_LAYERS, *TORCHVISION_LAST_BLOCK_OF, "VGG", "AlexNet", "VisionTransformer"})
+    if family in TORCHVISION_LAYERS:
+        return TORCHVISION_LAYERS[family]
+    if family in TORCHVISION_LAST_BLOCK_OF:
+        return _last_child(model, TORCHVISION_LAST_BLOCK_OF[family])
+    if family == "VisionTransformer":
+        return f"{_last_child(model, 'encoder.layers')}.ln_1"
+    if family in ("VGG", "AlexNet"):
+        return _last_child(model, "features", nn.ReLU)
+    raise ValueError(f"no conventional CAM layer known for {type(model).__name__}; "
+                     "pass one of cam_lib.spatial_layers(model, images)")
+
+
+def torchvision_reshape(model: nn.Module) -> Optional[str]:
+    """The ``reshape`` a torchvision classifier's blocks need: ``"vit"``, ``"channels-last"`` (Swin) or None."""
+    family = _family(model, set(TORCHVISION_RESHAPE))
+    return TORCHVISION_RESHAPE[family] if family else None
+
+
+def _family(model: nn.Module, families: set[str]) -> Optional[str]:
+    """The first class in the model's class hierarchy named in ``families`` (subclasses count as their family)."""
+    return next((cls.__name__ for cls in type(model).__mro__ if cls.__name__ in families), None)
+
+
+def _last_child(model: nn.Module, container: str, kind: type[nn.Module] = nn.Module) -> str:
+    """The name of the last direct child of ``container`` that is a ``kind``."""
+    children = [name for name, child in model.get_submodule(container).named_children() if isinstance(child, kind)]
+    return f"{container}.{children[-1]}"
 
 
 def scenes(model_name: str, size: int, seed: int):

@@ -130,12 +130,13 @@ def test_a_bad_input_does_not_switch_the_explainer_to_hooks():
 
 
 def test_registered_names_are_lower_case():
-    from cam_lib.methods import METHODS, register
+    from cam_lib.methods import CARDS, METHODS, register
     try:
         register("My-Grad")(METHODS["gradcam"])
         torch.testing.assert_close(cam_lib.explain(seeded(VggNet), images(1), "features", "MY-GRAD").alpha,
                                    cam_lib.explain(seeded(VggNet), images(1), "features", "gradcam").alpha)
     finally:
         METHODS.pop("my-grad", None)
+        CARDS.pop("my-grad", None)
     with pytest.raises(ValueError, match="non-empty name"):
         register(" ")
