@@ -71,9 +71,10 @@ def utility_multiplier(outputs: list[Tensor], values: Tensor) -> list[Tensor]:
     a linear output.
     """
     half = values.shape[0] // 2
-    grads = torch.autograd.grad(values[:half].sum(), outputs, retain_graph=True, allow_unused=True)
-    grads = [torch.zeros_like(y[:half]) if g is None else g[:half] for g, y in zip(grads, outputs)]
-    along = sum((g * (y[:half] - y[half:]).detach()).flatten(1).sum(1) for g, y in zip(grads, outputs))
+    found = torch.autograd.grad(values[:half].sum(), outputs, retain_graph=True, allow_unused=True)
+    grads = [torch.zeros_like(y[:half]) if g is None else g[:half] for g, y in zip(found, outputs, strict=True)]
+    along = torch.stack([(g * (y[:half] - y[half:]).detach()).flatten(1).sum(1)
+                         for g, y in zip(grads, outputs, strict=True)]).sum(0)
     delta_value = (values[:half] - values[half:]).detach()
     small = along.abs() < EPS
     scale = safe_divide(delta_value, along, 1.0, defined=~small)

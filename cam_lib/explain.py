@@ -143,7 +143,7 @@ def _outputs_agree(traced: object, direct: object) -> tuple[bool, str]:
     keys = [list(value) if isinstance(value, Mapping) else None for value in (traced, direct)]
     if [leaf.shape for leaf in traced_leaves] != [leaf.shape for leaf in direct_leaves] or keys[0] != keys[1]:
         return False, "the traced head returns outputs of another structure or shape than the model"
-    gap = max(float((a - b).abs().max()) for a, b in zip(traced_leaves, direct_leaves))
+    gap = max(float((a - b).abs().max()) for a, b in zip(traced_leaves, direct_leaves, strict=True))
     # relative to the outputs' scale: convolution kernels differ with the batch size by ~1e-6
     scale = max(float(leaf.abs().max()) for leaf in direct_leaves)
     return gap <= TRACE_TOLERANCE * (1 + scale), f"the traced head differs from the model by {gap:.3g} on this input"

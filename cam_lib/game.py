@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -23,7 +25,7 @@ class ChannelGame:
     """
 
     def __init__(self, cut: Cut, utility: Utility | CallableUtility, target: Tensor, images: Tensor,
-                 batch_size: int = 1024, logits: object = None):
+                 batch_size: int = 1024, logits: Any = None):
         self.cut, self.utility, self.target, self.images = cut, utility, target, images
         self.batch_size = batch_size
         self.activations = cut.activations.detach()
@@ -34,7 +36,7 @@ class ChannelGame:
     def num_players(self) -> int:
         return self.activations.shape[1]
 
-    def payoff(self, outputs: object, rows: Tensor | None = None) -> Tensor:
+    def payoff(self, outputs: Any, rows: Tensor | None = None) -> Tensor:
         """``u(y)`` of a batch of outputs (logits, or whatever the model returns); row ``i`` is image ``rows[i]``."""
         if rows is None:
             rows = torch.arange(len(self.target), device=self.target.device)

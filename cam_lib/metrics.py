@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import pandas as pd
 import torch
@@ -55,7 +55,7 @@ def class_probability(model: nn.Module, images: Tensor, target: Tensor, extra_in
     """
     rows = torch.arange(len(images), device=images.device) if rows is None else rows
 
-    def score(outputs: object, index: Tensor) -> Tensor:
+    def score(outputs: Any, index: Tensor) -> Tensor:
         if utility is not None:
             return utility(outputs, index)
         return outputs.softmax(1).gather(1, target[index, None])[:, 0]
@@ -395,7 +395,8 @@ class Scoring:
         if self.utility is not None and (self.full <= 0).any():
             bad = (self.full <= 0).nonzero()[:, 0].tolist()
             raise ValueError(f"AD and ADD are drops relative to Y = u(f(x)), which must be positive; the utility "
-                             f"{self.utility.name!r} gives Y <= 0 on images {bad}. Use insertion/deletion or IC instead")
+                             f"{self.utility.name!r} gives Y <= 0 on images {bad}. Use insertion/deletion or IC "
+                             "instead")
         return self.full
 
     def explainer_for(self) -> Explainer:
@@ -544,6 +545,7 @@ def _faithfulness_correlation(s: Scoring) -> Tensor:
 def _channel_correlation(s: Scoring) -> Tensor:
     """Faithfulness correlation on random coalitions of channels, the game's own players."""
     explanation = s.explanation
+    assert explanation is not None  # registered with needs=("explanation",)
     utility = explanation.utility_function or explanation.utility
     target = None if explanation.utility_function else explanation.target
     game = s.explainer_for().game(s.images, target, utility, extra_inputs=s.extra_inputs)
@@ -601,23 +603,21 @@ def evaluate(model: nn.Module, images: Tensor, explanation: Explanation | Tensor
     own callable by default); then no ``target``, and the ROAD metrics, which need class probabilities, refuse.
     """
     is_explanation = isinstance(explanation, Explanation)
-    if utility is None and is_explanation and explanation.utility_function is not None:
-        utility = explanation.utility_function
-    if utility is not None:
-        if target is not None:
-            raise ValueError("target= names a class, but the callable utility picks its own output: drop target=")
-        utility = CallableUtility(utility)
-    metrics = _check_metrics(metrics, explanation, boxes, masks, reference_alpha, rerun, utility)
-    images, extra_inputs, saliency, target = _check_inputs(model, images, explanation, target, extra_inputs, utility)
+    own = explanation.utility_function if isinstance(explanation, Explanation) else None
+    chosen = utility or own
+    scorer = None if chosen is None else CallableUtility(chosen)
+    if scorer is not None and target is not None:
+        raise ValueError("target= names a class, but the callable utility picks its own output: drop target=")
+    metrics = _check_metrics(metrics, explanation, boxes, masks, reference_alpha, rerun, scorer)
+    images, extra_inputs, saliency, target = _check_inputs(model, images, explanation, target, extra_inputs, scorer)
     if insertion_start not in INSERTION_STARTS:
         raise ValueError(f"insertion start must be one of {INSERTION_STARTS}, got {insertion_start!r}")
     _check_shared(shared, images, target, extra_inputs)
     scoring = Scoring(model, images, saliency, target, extra_inputs, explanation if is_explanation else None,
                       rerun, explainer, boxes, masks, reference_alpha, steps, insertion_start, road_percentages,
                       road_noise, n_subsets, subset_fraction, patch, pointing_tolerance, seed, batch_size, shared,
-                      utility)
+                      scorer)
     if scoring.rerun is None and is_explanation:
-        own = explanation.utility_function
         scoring.rerun = lambda masked: scoring.explainer_for()(
             masked, explanation.method, None if own else target, own or explanation.utility,
             extra_inputs=extra_inputs, **(method_options or {})).saliency

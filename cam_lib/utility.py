@@ -9,7 +9,8 @@ image it belongs to (coalitions come in batches of one image's copies), so it ca
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Mapping, Optional
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -115,11 +116,11 @@ def utility_name(utility: str | OutputUtility) -> str:
 # ---------------------------------------------------------------------------------------------
 
 def _named(function: OutputUtility, name: str) -> OutputUtility:
-    function.name = name  # Explanation.utility shows it
+    function.name = name  # type: ignore[attr-defined]  # Explanation.utility shows it
     return function
 
 
-def _select(outputs: Any, key: Optional[str | int]) -> Tensor:
+def _select(outputs: Any, key: str | int | None) -> Tensor:
     """The tensor a utility reads: ``outputs[key]``; by default the tensor itself, ``outputs["out"]``
     (torchvision segmentation) or the first element of a tuple."""
     if key is not None:
@@ -138,9 +139,9 @@ def _per_row(value: Tensor, rows: Tensor, batch_dims: int) -> Tensor:
     return value[rows] if value.ndim > batch_dims else value
 
 
-def segmentation(class_index: int, mask: Optional[Tensor] = None, *, outputs: Any = None,
-                 key: Optional[str | int] = None) -> OutputUtility:
-    """Class evidence in a region of a segmentation, ``u(y) = sum_{ij} M_ij y_{c,ij}`` for logits ``y`` ``[B, C, H, W]``.
+def segmentation(class_index: int, mask: Tensor | None = None, *, outputs: Any = None,
+                 key: str | int | None = None) -> OutputUtility:
+    """Class evidence in a region of a segmentation, ``u(y) = sum_{ij} M_ij y_{c,ij}``, logits ``y`` ``[B, C, H, W]``.
 
     The region ``M`` is a pixel ``mask`` (``[H, W]``, or ``[B, H, W]`` one per explained image), or the pixels
     predicted as ``c`` in ``outputs``, the model's outputs on the explained images (``M = 1[argmax_d y_d = c]``).
@@ -167,7 +168,7 @@ def segmentation(class_index: int, mask: Optional[Tensor] = None, *, outputs: An
     return _named(segmentation_utility, f"segmentation(class {class_index}, {where})")
 
 
-def output_unit(index: int = 0, key: Optional[str | int] = None) -> OutputUtility:
+def output_unit(index: int = 0, key: str | int | None = None) -> OutputUtility:
     """One output unit, ``u(y) = y_i``: a regression output, or a binary model's logit (``index=0``).
 
     Linear like ``logit``: the game splits the predicted value itself among the channels.
@@ -178,7 +179,7 @@ def output_unit(index: int = 0, key: Optional[str | int] = None) -> OutputUtilit
     return _named(output_unit_utility, f"output {index}")
 
 
-def cosine_similarity(reference: Tensor, key: Optional[str | int] = None) -> OutputUtility:
+def cosine_similarity(reference: Tensor, key: str | int | None = None) -> OutputUtility:
     """Similarity of an embedding to a reference, ``u(y) = <y, r> / (|y| |r|)``, ``y`` flattened per row.
 
     ``reference`` ``r``: ``[D]``, or ``[B, D]`` one per explained image. Answers "which channels make this
@@ -198,7 +199,7 @@ def similar_classes(logits: Tensor, target: Tensor, k: int = 3) -> Tensor:
     return distance.topk(k, dim=1, largest=False).indices
 
 
-def finer(logits: Tensor, target: Optional[Tensor | int] = None, k: int = 3, gamma: float = 1.0,
+def finer(logits: Tensor, target: Tensor | int | None = None, k: int = 3, gamma: float = 1.0,
           weighting: str = "probability") -> OutputUtility:
     """Finer-CAM's contrast (Zhang et al. 2025), ``u(y) = sum_d w_d (y_c - gamma y_d) / sum_d w_d``.
 

@@ -92,7 +92,8 @@ def test_segmentation_of_predicted_pixels_uses_each_images_own_region(deeplab, s
 
 
 def test_a_utility_of_an_output_the_layer_cannot_reach_gives_zero(deeplab, scenes):
-    aux_only = lambda outputs: outputs["aux"][:, 0].flatten(1).sum(1)  # aux branches off before the layer
+    def aux_only(outputs):  # the auxiliary output branches off before the layer
+        return outputs["aux"][:, 0].flatten(1).sum(1)
     exp = cam_lib.explain(deeplab, scenes, LAYER, "lift", utility=aux_only)
     torch.testing.assert_close(exp.score, exp.baseline)
     assert exp.alpha.abs().max() == 0
@@ -136,7 +137,8 @@ def test_a_callable_equal_to_logit_gives_the_same_alpha(method):
 def test_shapleycam_uses_the_callables_hessian():
     model, x = seeded(VggNet), images(2)
     named = cam_lib.explain(model, x, "features", "shapleycam", target=1, utility="rest")
-    rest = lambda y: y[:, 1] + y.log_softmax(1)[:, 1]
+    def rest(y):
+        return y[:, 1] + y.log_softmax(1)[:, 1]
     mine = cam_lib.explain(model, x, "features", "shapleycam", utility=rest)
     first_order = cam_lib.explain(model, x, "features", "gradcam", utility=rest)
     torch.testing.assert_close(mine.alpha, named.alpha, rtol=1e-4, atol=1e-6)
@@ -151,7 +153,7 @@ def test_finer_utility_matches_a_hand_computation():
     y = torch.randn(4, 5)
     rows = torch.tensor([0, 1, 1, 0])
     expected = []
-    for row, image in zip(y, rows.tolist()):
+    for row, image in zip(y, rows.tolist(), strict=True):
         target, references = [(0, [3, 1]), (3, [4, 2])][image]
         p = row.softmax(0)[references]
         expected.append((p * (row[target] - 0.5 * row[references])).sum() / p.sum())
@@ -234,7 +236,8 @@ def test_metrics_score_the_callable_and_refuse_class_probabilities():
     assert torch.allclose(torch.tensor(bare.value.values), torch.tensor(table[table.metric == "deletion"].value.values))
     with pytest.raises(ValueError, match=r"need class probabilities p_c"):
         metrics.evaluate(model, x, exp, ["road"])
-    negative = lambda y: -(y[:, 0] ** 2) - 1
+    def negative(y):
+        return -(y[:, 0] ** 2) - 1
     with pytest.raises(ValueError, match="must be positive"):
         metrics.evaluate(model, x, cam_lib.explain(model, x, "features", "lift", utility=negative), ["ad"])
 
