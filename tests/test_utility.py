@@ -10,7 +10,7 @@ from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
 import cam_lib
 from cam_lib import metrics, utility
 from cam_lib.explain import _outputs_agree
-from toy_models import VggNet, images, seeded
+from toy_models import GapNet, VggNet, images, seeded
 
 SIZE = 48                      # deeplab's backbone has stride 16: 3 x 3 maps at the layer
 LAYER = "classifier.0.project"  # ASPP's projection, 256 channels
@@ -132,6 +132,24 @@ def test_a_callable_equal_to_logit_gives_the_same_alpha(method):
     assert mine.alpha.abs().max() > 0
     torch.testing.assert_close(mine.alpha, named.alpha, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(mine.score - mine.baseline, named.score - named.baseline)
+
+
+class DictGapNet(GapNet):
+    """GAP + linear, the logits returned in a dict: the additive fast path must finish the head into the dict."""
+
+    def forward(self, x):
+        return {"logits": self.fc(torch.flatten(self.pool(self.features(x)), 1))}
+
+
+@pytest.mark.parametrize("method", ["exact", "shap", "ablation"])
+def test_the_additive_fast_path_serves_a_dict_output(method):
+    model, x = seeded(DictGapNet), images(2)
+    explainer = cam_lib.Explainer(model, "features")
+    assert explainer.split.additive is not None and not explainer.split.additive.is_output
+    options = {"n_permutations": 3} if method == "shap" else {}
+    mine = explainer(x, method, utility=lambda outputs: outputs["logits"][:, 1], **options)
+    named = cam_lib.explain(seeded(GapNet), x, "features", method, target=1, **options)
+    torch.testing.assert_close(mine.alpha, named.alpha, rtol=1e-4, atol=1e-6)
 
 
 def test_shapleycam_uses_the_callables_hessian():
