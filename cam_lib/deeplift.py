@@ -91,22 +91,23 @@ class rescale_rule(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def utility_multiplier(logits: Tensor, values: Tensor) -> Tensor:
-    """Multipliers of a scalar utility ``u(y)`` for the first half of ``[y; y']``.
+def utility_multiplier(outputs: list[Tensor], values: Tensor) -> list[Tensor]:
+    """Multipliers of a scalar utility ``u(y)`` for the first half of each output ``[y; y']``.
 
-    ``u`` mixes all logits, so no element-wise rule applies; we rescale its gradient ``g`` along the
-    path so that summation-to-delta still holds: ``m = g (u(y) - u(y')) / (g . (y - y'))``. For the
-    logit utility ``g = e_c`` and ``m = g``, DeepLIFT's own treatment of a linear output.
+    ``u`` mixes all outputs, so no element-wise rule applies; we rescale its gradient ``g`` along the
+    path so that summation-to-delta still holds: ``m = g (u(y) - u(y')) / (g . (y - y'))``, the dot product
+    over every output tensor. For the logit utility ``g = e_c`` and ``m = g``, DeepLIFT's own treatment of
+    a linear output.
     """
-    half = logits.shape[0] // 2
-    grad, = torch.autograd.grad(values[:half].sum(), logits, retain_graph=True)
-    grad = grad[:half]
-    delta_logits = (logits[:half] - logits[half:]).detach()
+    half = values.shape[0] // 2
+    found = torch.autograd.grad(values[:half].sum(), outputs, retain_graph=True, allow_unused=True)
+    grads = [torch.zeros_like(y[:half]) if g is None else g[:half] for g, y in zip(found, outputs, strict=True)]
+    along = torch.stack([(g * (y[:half] - y[half:]).detach()).flatten(1).sum(1)
+                         for g, y in zip(grads, outputs, strict=True)]).sum(0)
     delta_value = (values[:half] - values[half:]).detach()
-    along = (grad * delta_logits).sum(1, keepdim=True)
     small = along.abs() < EPS
-    scale = safe_divide(delta_value[:, None], along, 1.0, defined=~small)
-    return grad * scale
+    scale = safe_divide(delta_value, along, 1.0, defined=~small)
+    return [g * scale.view(-1, *[1] * (g.ndim - 1)) for g in grads]
 
 
 def uncovered_operations(head: fx.GraphModule) -> tuple[str, ...]:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from dataclasses import dataclass
-from typing import Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -16,7 +16,7 @@ from .methods import METHODS
 from .split import GraphSplit, HookSplit, resolve_layer, spatial_layers, split_model, warn_hooks
 from .runtime import model_device
 from .state import evaluating
-from .utility import get_utility
+from .utility import CallableUtility, OutputUtility, resolve, tensor_leaves, utility_name
 
 
 @dataclass(frozen=True)
@@ -24,16 +24,17 @@ class Explanation:
     """What a CAM method says about a batch of images (all tensors detached, on the model's device)."""
 
     method: str
-    utility: str
+    utility: str         # the utility's name: "logit", or a callable's name / __name__
     layer: str
     alpha: Tensor        # [B, K] channel coefficients (element-wise methods: per-channel sums of their terms)
     activations: Tensor  # [B, K, h, w] the maps A_k
     cam: Tensor          # [B, h, w] ReLU(sum_k alpha_k A_k), before upsampling
     saliency: Tensor     # [B, H, W] bilinear to the input size, min-max per image to [0, 1]
-    target: Tensor       # [B] explained class c
+    target: Tensor       # [B] explained class c (-1 with a callable utility, which picks its own output)
     score: Tensor        # [B] v(N) = u(F(A))
     baseline: Tensor     # [B] v(empty) = u(F(0))
     stderr: Optional[Tensor] = None  # [B, K] standard error of alpha (SHAP-CAM)
+    utility_function: Optional[Callable] = field(default=None, repr=False, compare=False)  # a callable utility
 
     @property
     def local_accuracy_gap(self) -> Tensor:
@@ -67,7 +68,7 @@ class Explainer:
         return model_device(self.model)
 
     def __call__(self, images: Tensor, method: str = "lift", target: Optional[int | Sequence[int] | Tensor] = None,
-                 utility: str = "logit", batch_size: int = 1024, extra_inputs: tuple = (),
+                 utility: str | OutputUtility = "logit", batch_size: int = 1024, extra_inputs: tuple = (),
                  aug_smooth: bool = False, eigen_smooth: bool = False, **options) -> Explanation:
         name = method.lower() if isinstance(method, str) else method
         if name not in METHODS:
@@ -89,18 +90,23 @@ class Explainer:
             if eigen_smooth:
                 cam = smoothing.eigen_smooth(result[0] if isinstance(result, tuple) else result, game.activations)
             return Explanation(
-                method=name, utility=utility.lower(), layer=self.layer, alpha=alpha.detach(),
+                method=name, utility=utility_name(utility), layer=self.layer, alpha=alpha.detach(),
                 activations=game.activations, cam=cam.detach(), saliency=maps.saliency(cam.detach(), images.shape[-2:]),
                 target=target, score=game.score, baseline=game.baseline,
-                stderr=None if stderr is None else stderr.detach())
+                stderr=None if stderr is None else stderr.detach(),
+                utility_function=None if isinstance(utility, str) else utility)
 
-    def game(self, images: Tensor, target: Optional[int | Sequence[int] | Tensor] = None, utility: str = "logit",
-             batch_size: int = 1024, extra_inputs: tuple = ()) -> ChannelGame:
+    def game(self, images: Tensor, target: Optional[int | Sequence[int] | Tensor] = None,
+             utility: str | OutputUtility = "logit", batch_size: int = 1024, extra_inputs: tuple = ()) -> ChannelGame:
         """The channel game ``v(S) = u(F(A_S))`` of a batch, checked like ``__call__``'s input.
 
         Evaluate it with the model in eval mode (``cam_lib.state.evaluating(model)``), as methods do.
         """
-        utility_fn = get_utility(utility)
+        utility_fn = resolve(utility)
+        if isinstance(utility_fn, CallableUtility) and target is not None:
+            raise ValueError(f"target={target!r} names a class of the logits, but the callable utility "
+                             f"{utility_fn.name!r} picks its own output: drop target=, and put the class in the "
+                             "utility (lambda y: y[:, c], or cam_lib.utility.segmentation(c))")
         images, extra_inputs = _check_images(images, extra_inputs, self.device)
         with evaluating(self.model):
             try:
@@ -113,8 +119,12 @@ class Explainer:
                                  "(grayscale to RGB: images.expand(-1, 3, -1, -1)).") from None
             _check_activations(cut.activations, self.layer, self.model, images, extra_inputs, self.layout is None)
             with torch.no_grad():
-                logits = cut.head(cut.activations)
-        return ChannelGame(cut, utility_fn, _check_target(target, logits), images, batch_size, logits)
+                outputs = cut.head(cut.activations)
+        if isinstance(utility_fn, CallableUtility):
+            target = torch.full((len(images),), -1, dtype=torch.long, device=images.device)
+        else:
+            target = _check_target(target, outputs)
+        return ChannelGame(cut, utility_fn, target, images, batch_size, outputs)
 
     def _cut(self, images: Tensor, extra_inputs: tuple):
         """Cut the batch (laid out as maps by ``reshape``); on the first call check the traced head."""
@@ -126,10 +136,7 @@ class Explainer:
                 cut = self.split(images, extra_inputs)
                 with torch.no_grad():
                     traced = cut.head(cut.activations[one], one)
-                gap = float((traced - direct).abs().max())
-                # relative to the outputs' scale: convolution kernels differ with the batch size by ~1e-6
-                agrees = gap <= TRACE_TOLERANCE * (1 + float(direct.abs().max()))
-                reason = f"the traced head differs from the model by {gap:.3g} on this input"
+                agrees, reason = _outputs_agree(traced, direct)
             except Exception as error:  # a traced graph that cannot run on new batches: use hooks
                 agrees, reason = False, f"the traced head fails on this input ({type(error).__name__}: {error})"
             self._checked = True
@@ -140,11 +147,27 @@ class Explainer:
         return reshaped(self.split(images, extra_inputs), self.layout)
 
 
+def _outputs_agree(traced: object, direct: object) -> tuple[bool, str]:
+    """Do two outputs (tensors, or tuples/dicts of them) agree, every tensor to ``TRACE_TOLERANCE`` of the scale?"""
+    traced_leaves, direct_leaves = tensor_leaves(traced), tensor_leaves(direct)
+    keys = [list(value) if isinstance(value, Mapping) else None for value in (traced, direct)]
+    if [leaf.shape for leaf in traced_leaves] != [leaf.shape for leaf in direct_leaves] or keys[0] != keys[1]:
+        return False, "the traced head returns outputs of another structure or shape than the model"
+    gap = max(float((a - b).abs().max()) for a, b in zip(traced_leaves, direct_leaves, strict=True))
+    # relative to the outputs' scale: convolution kernels differ with the batch size by ~1e-6
+    scale = max(float(leaf.abs().max()) for leaf in direct_leaves)
+    return gap <= TRACE_TOLERANCE * (1 + scale), f"the traced head differs from the model by {gap:.3g} on this input"
+
+
 def explain(model: nn.Module, images: Tensor, layer: str | nn.Module, method: str = "lift",
-            target: Optional[int | Sequence[int] | Tensor] = None, utility: str = "logit", **options) -> Explanation:
+            target: Optional[int | Sequence[int] | Tensor] = None, utility: str | OutputUtility = "logit",
+            **options) -> Explanation:
     """Explain ``model``'s decision on ``images`` ``[B, C, H, W]`` with CAM ``method`` at ``layer``.
 
-    ``target``: None (the predicted class), an int, or B ints. ``utility``: "logit", "softmax" or "rest".
+    ``target``: None (the predicted class), an int, or B ints. ``utility``: "logit", "softmax", "rest", or
+    any differentiable function ``outputs -> [B]`` of what the model returns (``cam_lib.utility`` has
+    segmentation, regression, embedding and Finer-CAM ones); a callable picks its own output, so it takes
+    no ``target``, and the model may then return anything (a dict, a tuple, one value per image).
     Options: ``batch_size`` (coalitions per head call), ``extra_inputs`` (other model inputs, held fixed),
     ``trace=False`` (use hooks instead of torch.fx), ``reshape`` (``"vit"`` for a transformer's tokens,
     ``"channels-last"`` for ``[B, H, W, C]`` maps, or a pair ``(to_maps, from_maps)``: ``cam_lib.layout``),
@@ -199,11 +222,14 @@ def _check_activations(activations: Tensor, layer: str, model: nn.Module, images
         warnings.warn(f"cam_lib: layer {layer!r} outputs {shape}, read as [B, K, h, w].{hint}", stacklevel=4)
 
 
-def _check_target(target: Optional[int | Sequence[int] | Tensor], logits: Tensor) -> Tensor:
+def _check_target(target: Optional[int | Sequence[int] | Tensor], logits: object) -> Tensor:
     """``[B]`` class indices: the predicted class by default; checked against the number of classes."""
+    if not isinstance(logits, Tensor) or logits.ndim != 2:
+        got = f"shape {tuple(logits.shape)}" if isinstance(logits, Tensor) else f"a {type(logits).__name__}"
+        raise ValueError(f"utilities 'logit', 'softmax' and 'rest' need logits [B, classes]; the model returns "
+                         f"{got}. Pass utility=a function outputs -> [B] (cam_lib.utility.segmentation, output_unit, "
+                         "cosine_similarity, or your own)")
     batch, classes = logits.shape[0], logits.shape[-1]
-    if logits.ndim != 2:
-        raise ValueError(f"the model must return logits [B, classes]; got shape {tuple(logits.shape)}")
     if target is None:
         return logits.argmax(1)
     target = torch.as_tensor(target, device=logits.device)

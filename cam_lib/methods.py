@@ -17,6 +17,7 @@ from .game import ChannelGame
 from .numerics import safe_divide
 from .smoothing import principal_terms
 from .shapley import MAX_EXACT_PLAYERS, all_coalitions, exact_shapley, permutation_estimate, random_orderings
+from .utility import CallableUtility
 
 Method = Callable[..., Tensor | tuple[Tensor, Tensor]]
 METHODS: dict[str, Method] = {}
@@ -53,6 +54,10 @@ def register(name: str, family: str = "your own", cost: str = "not stated") -> C
 @register("cam", GRADIENTS, "1 forward")
 def cam(game: ChannelGame) -> Tensor:
     """CAM (Zhou et al. 2016): ``alpha_k = w_{c,k}``, the weights of a head that is GAP + one linear layer."""
+    if isinstance(game.utility, CallableUtility):
+        raise ValueError(f"method 'cam' reads the weight row w_c of the explained class c, and the callable utility "
+                         f"{game.utility.name!r} names no class. Use utility='logit' with target=c, or 'gradcam' or "
+                         "'lift', which equal CAM on such heads and take any utility.")
     additive, activations = game.cut.additive, game.activations
     pooled = additive.separable(activations) if additive is not None else None
     if (additive is None or not additive.is_output or not isinstance(additive.affine, nn.Linear)

@@ -2,6 +2,8 @@
 
 Masking is done on the normalised input (0 = the dataset's mean colour) and scores are softmax
 probabilities of the explained class ``c``: ``Y = p_c(x)``, ``O = p_c(x * S)``, ``D = p_c(x * (1 - S))``.
+With a callable utility (``explain(..., utility=u)``) the scores are ``u(f(x'))`` instead, and the metrics
+that need class probabilities (ROAD, whose combined score and ARCC assume ``p_c`` in [0, 1]) refuse it.
 Per-image values are in the papers' units: percent for IC, AD, ADD, the pointing games, Coherency and
 Complexity (the ShapleyCAM paper's x100), [0, 1] for insertion and deletion AUC and ROAD, [-1, 1] for the
 correlations. ``summarise`` turns them into means with 95 % bootstrap intervals, and adds the metrics that
@@ -19,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import pandas as pd
 import torch
@@ -33,6 +35,7 @@ from .imputation import noisy_linear_imputation
 from .numerics import safe_divide
 from .runtime import model_device
 from .state import evaluating
+from .utility import CallableUtility, OutputUtility
 
 INSERTION_STARTS = ("zeros", "blur")
 ROAD_PERCENTAGES = (10, 20, 30, 40, 50, 60, 70, 80, 90)  # Rong et al. 2022
@@ -43,15 +46,21 @@ ROAD_PERCENTAGES = (10, 20, 30, 40, 50, 60, 70, 80, 90)  # Rong et al. 2022
 # ---------------------------------------------------------------------------------------------
 
 def class_probability(model: nn.Module, images: Tensor, target: Tensor, extra_inputs: tuple = (),
-                      rows: Optional[Tensor] = None, batch_size: int = 256) -> Tensor:
-    """``p_c(x) = softmax(f(x))_c`` for each image, in batches, without gradients.
+                      rows: Optional[Tensor] = None, batch_size: int = 256,
+                      utility: Optional[CallableUtility] = None) -> Tensor:
+    """``p_c(x) = softmax(f(x))_c`` for each image (``u(f(x))`` with a callable ``utility``), in batches,
+    without gradients.
 
     Row ``i`` of ``images`` is a (masked) copy of image ``rows[i]``: its class and extra inputs come from there.
     """
     rows = torch.arange(len(images), device=images.device) if rows is None else rows
+
+    def score(outputs: Any, index: Tensor) -> Tensor:
+        if utility is not None:
+            return utility(outputs, index)
+        return outputs.softmax(1).gather(1, target[index, None])[:, 0]
     with evaluating(model), torch.no_grad():
-        return torch.cat([model(chunk, *(extra[index] for extra in extra_inputs)).softmax(1)
-                          .gather(1, target[index, None])[:, 0]
+        return torch.cat([score(model(chunk, *(extra[index] for extra in extra_inputs)), index)
                           for chunk, index in zip(images.split(batch_size), rows.split(batch_size))])
 
 
@@ -74,12 +83,14 @@ def blurred(images: Tensor, kernel_size: int = 11, sigma: float = 5.0) -> Tensor
 
 def insertion_deletion_curves(model: nn.Module, images: Tensor, saliency: Tensor, target: Tensor,
                               extra_inputs: tuple = (), steps: int = 41, start: str = "zeros",
-                              batch_size: int = 256) -> tuple[Tensor, Tensor]:
+                              batch_size: int = 256, utility: Optional[CallableUtility] = None
+                              ) -> tuple[Tensor, Tensor]:
     """Scores ``[B, T]`` as the top ``delta`` of pixels are inserted into a blank (or blurred) image,
     and as they are deleted from ``x``, for ``delta = 0, 1/(T-1), ..., 1`` (LIFT-CAM: T = 41).
 
     Insertion: ``p_c(x * M + x0 * (1 - M))``, ``x0 = 0`` or ``blur(x)``; deletion: ``p_c(x * (1 - M))``.
-    All steps of ``max(1, batch_size // T)`` images go through the model in one pass.
+    All steps of ``max(1, batch_size // T)`` images go through the model in one pass; a callable ``utility``
+    scores ``u`` in place of ``p_c``.
     """
     if start not in INSERTION_STARTS:
         raise ValueError(f"insertion start must be one of {INSERTION_STARTS}, got {start!r}")
@@ -93,7 +104,7 @@ def insertion_deletion_curves(model: nn.Module, images: Tensor, saliency: Tensor
         inserted = (x * masks + x0 * (1 - masks)).flatten(0, 1)
         deleted = (x * (1 - masks)).flatten(0, 1)
         scores = class_probability(model, torch.cat([inserted, deleted]), target, extra_inputs,
-                                   rows.repeat(2), batch_size).view(2, len(index), steps)
+                                   rows.repeat(2), batch_size, utility).view(2, len(index), steps)
         insertion.append(scores[0])
         deletion.append(scores[1])
     return torch.cat(insertion), torch.cat(deletion)
@@ -242,7 +253,8 @@ def random_subsets(count: int, size: int, fraction: float, seed: int, device: to
 
 def patch_subset_drops(model: nn.Module, images: Tensor, target: Tensor, extra_inputs: tuple = (),
                        n_subsets: int = 64, fraction: float = 0.25, patch: int = 4, seed: int = 0,
-                       batch_size: int = 256, full: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+                       batch_size: int = 256, full: Optional[Tensor] = None,
+                       utility: Optional[CallableUtility] = None) -> tuple[Tensor, Tensor]:
     """The model side of faithfulness correlation: ``n_subsets`` random sets ``T`` of ``patch x patch``
     patches as ``[n, H, W]`` 0/1 masks, and the drops ``Y - p_c(x * (1 - 1_T))`` ``[B, n]``. They do not
     depend on the map, so every method scored on the same images can share them (``full``: ``Y`` if known)."""
@@ -254,9 +266,10 @@ def patch_subset_drops(model: nn.Module, images: Tensor, target: Tensor, extra_i
     removed = F.interpolate(cells, size=(height, width), mode="nearest")[:, 0]  # [n, H, W]
     rows = torch.arange(len(images), device=images.device)
     if full is None:
-        full = class_probability(model, images, target, extra_inputs, rows, batch_size)
+        full = class_probability(model, images, target, extra_inputs, rows, batch_size, utility)
     dropped = torch.cat([class_probability(model, (images[index, None] * (1 - removed[None, :, None])).flatten(0, 1),
-                                           target, extra_inputs, index.repeat_interleave(n_subsets), batch_size)
+                                           target, extra_inputs, index.repeat_interleave(n_subsets), batch_size,
+                                           utility)
                          .view(len(index), n_subsets)
                          for index in rows.split(max(1, batch_size // n_subsets))])
     return removed, full[:, None] - dropped
@@ -327,6 +340,7 @@ class Scoring:
     seed: int = 0
     batch_size: int = 256
     shared: Optional[dict] = None
+    utility: Optional[CallableUtility] = None  # scores u(f(x')) instead of p_c
 
     def map_free(self, key: tuple, compute: Callable[[], object]) -> object:
         """A pass that does not depend on the map, read from ``shared`` when another method already made it
@@ -345,7 +359,8 @@ class Scoring:
     def full(self) -> Tensor:
         """``Y = p_c(x)`` ``[B]``, the same for every map of these images."""
         return self.map_free(("Y",), lambda: class_probability(self.model, self.images, self.target,
-                                                                self.extra_inputs, self.rows, self.batch_size))
+                                                                self.extra_inputs, self.rows, self.batch_size,
+                                                                self.utility))
 
     @cached_property
     def probabilities(self) -> Tensor:
@@ -353,13 +368,13 @@ class Scoring:
         full = self.full
         masked = torch.cat([self.images * self.saliency[:, None], self.images * (1 - self.saliency[:, None])])
         kept_removed = class_probability(self.model, masked, self.target, self.extra_inputs, self.rows.repeat(2),
-                                         self.batch_size).view(2, -1)
+                                         self.batch_size, self.utility).view(2, -1)
         return torch.cat([full[None], kept_removed])
 
     @cached_property
     def curves(self) -> tuple[Tensor, Tensor]:
         return insertion_deletion_curves(self.model, self.images, self.saliency, self.target, self.extra_inputs,
-                                         self.steps, self.insertion_start, self.batch_size)
+                                         self.steps, self.insertion_start, self.batch_size, self.utility)
 
     @cached_property
     def road(self) -> tuple[Tensor, Tensor]:
@@ -373,6 +388,16 @@ class Scoring:
     @cached_property
     def region_masks(self) -> Tensor:
         return _check_masks(self.masks, self.saliency)
+
+    @property
+    def positive_full(self) -> Tensor:
+        """``Y``, checked positive: AD and ADD are drops relative to it."""
+        if self.utility is not None and (self.full <= 0).any():
+            bad = (self.full <= 0).nonzero()[:, 0].tolist()
+            raise ValueError(f"AD and ADD are drops relative to Y = u(f(x)), which must be positive; the utility "
+                             f"{self.utility.name!r} gives Y <= 0 on images {bad}. Use insertion/deletion or IC "
+                             "instead")
+        return self.full
 
     def explainer_for(self) -> Explainer:
         self.explainer = self.explainer or Explainer(self.model, self.explanation.layer)
@@ -425,19 +450,19 @@ def _ic(s: Scoring) -> Tensor:
 @register_metric("ad", False, "%")
 def _ad(s: Scoring) -> Tensor:
     """Average Drop: ``max(0, Y - O) / Y`` when only ``x * S`` is kept."""
-    return average_drop(s.probabilities[0], s.probabilities[1])
+    return average_drop(s.positive_full, s.probabilities[1])
 
 
 @register_metric("add", True, "%")
 def _add(s: Scoring) -> Tensor:
     """Average Drop in Deletion (LIFT-CAM): ``(Y - D) / Y`` when ``x * S`` is removed."""
-    return drop_in_deletion(s.probabilities[0], s.probabilities[2])
+    return drop_in_deletion(s.positive_full, s.probabilities[2])
 
 
 @register_metric("add_clamped", True, "%")
 def _add_clamped(s: Scoring) -> Tensor:
     """ADD clamped at 0, as the ShapleyCAM code computes it."""
-    return drop_in_deletion(s.probabilities[0], s.probabilities[2], clamp=True)
+    return drop_in_deletion(s.positive_full, s.probabilities[2], clamp=True)
 
 
 @register_metric("insertion", True, "AUC")
@@ -452,19 +477,19 @@ def _deletion(s: Scoring) -> Tensor:
     return area_under_curve(s.curves[1])
 
 
-@register_metric("road_morf", False, "p_c")
+@register_metric("road_morf", False, "p_c", needs=("probabilities",))
 def _road_morf(s: Scoring) -> Tensor:
     """ROAD, most relevant first: mean p_c after removing the top p % (imputed), over the percentages."""
     return s.road[0].mean(1)
 
 
-@register_metric("road_lerf", True, "p_c")
+@register_metric("road_lerf", True, "p_c", needs=("probabilities",))
 def _road_lerf(s: Scoring) -> Tensor:
     """ROAD, least relevant first: mean p_c after removing the bottom p % (imputed), over the percentages."""
     return s.road[1].mean(1)
 
 
-@register_metric("road", True, "p_c")
+@register_metric("road", True, "p_c", needs=("probabilities",))
 def _road(s: Scoring) -> Tensor:
     """ROAD combined: ``mean_p (LeRF_p - MoRF_p) / 2``, in [-0.5, 0.5]."""
     return (s.road[1] - s.road[0]).mean(1) / 2
@@ -512,7 +537,7 @@ def _faithfulness_correlation(s: Scoring) -> Tensor:
     """Faithfulness correlation / Sensitivity-N on random sets of pixel patches."""
     options = (s.n_subsets, s.subset_fraction, s.patch, s.seed)
     drops = s.map_free(("patch_subset_drops", *options), lambda: patch_subset_drops(
-        s.model, s.images, s.target, s.extra_inputs, *options, s.batch_size, s.full))
+        s.model, s.images, s.target, s.extra_inputs, *options, s.batch_size, s.full, s.utility))
     return faithfulness_correlation(s.model, s.images, s.saliency, s.target, drops=drops)
 
 
@@ -520,7 +545,10 @@ def _faithfulness_correlation(s: Scoring) -> Tensor:
 def _channel_correlation(s: Scoring) -> Tensor:
     """Faithfulness correlation on random coalitions of channels, the game's own players."""
     explanation = s.explanation
-    game = s.explainer_for().game(s.images, explanation.target, explanation.utility, extra_inputs=s.extra_inputs)
+    assert explanation is not None  # registered with needs=("explanation",)
+    utility = explanation.utility_function or explanation.utility
+    target = None if explanation.utility_function else explanation.target
+    game = s.explainer_for().game(s.images, target, utility, extra_inputs=s.extra_inputs)
     with evaluating(s.model):
         return channel_correlation(game, explanation.alpha, s.n_subsets, s.subset_fraction, s.seed)
 
@@ -554,7 +582,7 @@ def evaluate(model: nn.Module, images: Tensor, explanation: Explanation | Tensor
              road_percentages: Sequence[float] = ROAD_PERCENTAGES, road_noise: float = 0.01, n_subsets: int = 64,
              subset_fraction: float = 0.25, patch: int = 4, pointing_tolerance: int = 0, seed: int = 0,
              batch_size: int = 256, timings: Optional[dict[str, float]] = None,
-             shared: Optional[dict] = None) -> pd.DataFrame:
+             shared: Optional[dict] = None, utility: Optional[OutputUtility] = None) -> pd.DataFrame:
     """Per-image values of ``metrics`` (names in ``METRICS``) for the saliency maps of ``explanation``:
     a tidy DataFrame with columns ``image``, ``metric``, ``value``.
 
@@ -571,20 +599,28 @@ def evaluate(model: nn.Module, images: Tensor, explanation: Explanation | Tensor
     the seconds each metric took added to it (a pass several metrics share is charged to the first).
     ``shared``: a dict kept across calls that score other maps of the *same* images and targets (the runner's
     methods); the passes that do not depend on the map (``Y``, faithfulness correlation's drops) are made once.
+    ``utility``: a callable ``outputs -> [B]`` that scores masked images in place of ``p_c`` (the Explanation's
+    own callable by default); then no ``target``, and the ROAD metrics, which need class probabilities, refuse.
     """
-    metrics = _check_metrics(metrics, explanation, boxes, masks, reference_alpha, rerun)
-    images, extra_inputs, saliency, target = _check_inputs(model, images, explanation, target, extra_inputs)
+    is_explanation = isinstance(explanation, Explanation)
+    own = explanation.utility_function if isinstance(explanation, Explanation) else None
+    chosen = utility or own
+    scorer = None if chosen is None else CallableUtility(chosen)
+    if scorer is not None and target is not None:
+        raise ValueError("target= names a class, but the callable utility picks its own output: drop target=")
+    metrics = _check_metrics(metrics, explanation, boxes, masks, reference_alpha, rerun, scorer)
+    images, extra_inputs, saliency, target = _check_inputs(model, images, explanation, target, extra_inputs, scorer)
     if insertion_start not in INSERTION_STARTS:
         raise ValueError(f"insertion start must be one of {INSERTION_STARTS}, got {insertion_start!r}")
-    is_explanation = isinstance(explanation, Explanation)
     _check_shared(shared, images, target, extra_inputs)
     scoring = Scoring(model, images, saliency, target, extra_inputs, explanation if is_explanation else None,
                       rerun, explainer, boxes, masks, reference_alpha, steps, insertion_start, road_percentages,
-                      road_noise, n_subsets, subset_fraction, patch, pointing_tolerance, seed, batch_size, shared)
+                      road_noise, n_subsets, subset_fraction, patch, pointing_tolerance, seed, batch_size, shared,
+                      scorer)
     if scoring.rerun is None and is_explanation:
         scoring.rerun = lambda masked: scoring.explainer_for()(
-            masked, explanation.method, target, explanation.utility, extra_inputs=extra_inputs,
-            **(method_options or {})).saliency
+            masked, explanation.method, None if own else target, own or explanation.utility,
+            extra_inputs=extra_inputs, **(method_options or {})).saliency
     values = {}
     for name in metrics:
         began = time.perf_counter()
@@ -608,7 +644,7 @@ def applicable(metric_names: Sequence[str], has_explanation: bool) -> list[str]:
 
 
 def _check_metrics(metrics: Sequence[str], explanation: Explanation | Tensor, boxes, masks,
-                   reference_alpha, rerun) -> list[str]:
+                   reference_alpha, rerun, utility: Optional[CallableUtility] = None) -> list[str]:
     """Known per-image metric names, each with the inputs it needs."""
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     unknown = [m for m in metrics if m not in METRICS]
@@ -619,6 +655,11 @@ def _check_metrics(metrics: Sequence[str], explanation: Explanation | Tensor, bo
         raise ValueError(f"metrics {combined} are defined on dataset averages: evaluate the metrics they combine "
                          f"({', '.join(sorted({c for m in combined for c in METRICS[m].combines}))}), "
                          "then summarise() adds them")
+    probabilities = sorted(m for m in metrics if "probabilities" in METRICS[m].needs)
+    if utility is not None and probabilities:
+        raise ValueError(f"metrics {probabilities} need class probabilities p_c, and the callable utility "
+                         f"{utility.name!r} gives none; with it use insertion, deletion, ic, ad, add, "
+                         "faithfulness_correlation or the pointing games")
     is_explanation = isinstance(explanation, Explanation)
     needing = sorted(m for m in metrics if "explanation" in METRICS[m].needs
                      or ("rerun" in METRICS[m].needs and rerun is None))
@@ -634,7 +675,8 @@ def _check_metrics(metrics: Sequence[str], explanation: Explanation | Tensor, bo
 
 
 def _check_inputs(model: nn.Module, images: Tensor, explanation: Explanation | Tensor,
-                  target: Optional[Tensor], extra_inputs: tuple) -> tuple[Tensor, tuple, Tensor, Tensor]:
+                  target: Optional[Tensor], extra_inputs: tuple,
+                  utility: Optional[CallableUtility] = None) -> tuple[Tensor, tuple, Tensor, Tensor]:
     """Images, extra inputs, saliency and target on the model's device, with matching shapes."""
     device = model_device(model, images.device)
     if not isinstance(images, Tensor) or images.ndim != 4:
@@ -651,6 +693,8 @@ def _check_inputs(model: nn.Module, images: Tensor, explanation: Explanation | T
         raise ValueError(f"each extra input must have the images' batch size {len(images)}")
     if isinstance(explanation, Explanation):
         target = explanation.target
+    elif utility is not None:  # no class: the utility picks its own output
+        target = torch.full((len(images),), -1, dtype=torch.long, device=device)
     elif target is None:
         with evaluating(model), torch.no_grad():
             target = model(images, *extra_inputs).argmax(1)

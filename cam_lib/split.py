@@ -17,7 +17,7 @@ from torch import Tensor, fx, nn
 
 from .additive import AdditiveHead, find_additive
 from .deeplift import uncovered_modules, uncovered_operations
-from .fxgraph import crossing, downstream, output_value, placeholders, subgraph
+from .fxgraph import crossing, downstream, leaves, output_value, placeholders, subgraph
 from .state import evaluating
 
 Head = Callable[[Tensor, Optional[Tensor]], Tensor]
@@ -27,7 +27,8 @@ Head = Callable[[Tensor, Optional[Tensor]], Tensor]
 class Cut:
     """One batch cut at the layer.
 
-    ``head(activations, rows)`` maps activations ``[N, K, h, w]`` to logits; row ``i`` belongs to
+    ``head(activations, rows)`` maps activations ``[N, K, h, w]`` to the model's outputs (logits, or the
+    dict or tuple it returns); row ``i`` belongs to
     image ``rows[i]`` (``None``: one row per image). ``network(images, rows)`` runs the whole model.
     ``recut(images)`` cuts other images of the same batch (a noisy copy) the same way, extra inputs row for row.
     ``uncovered`` names the head's operations that DeepLIFT's rules do not cover (``deeplift``).
@@ -108,7 +109,7 @@ class GraphSplit:
         if len(calls) != 1:
             raise ValueError(f"layer {name!r} is called {len(calls)} times in forward")
         layer, output = calls[0], output_value(graph)
-        if output not in downstream(layer):
+        if not downstream(layer) & set(leaves(output)):
             raise ValueError(f"the model's output does not depend on layer {name!r}")
         skips = crossing(graph, layer, output)
         inputs = placeholders(graph)
@@ -126,11 +127,12 @@ class GraphSplit:
         with torch.no_grad():
             activations, *skips = self.body(images, *extra_inputs)
         for skip, batched in zip(skips, self.batched):
-            if batched and not isinstance(skip, Tensor):
+            if batched and not isinstance(skip, (Tensor, torch.Size, int)):
                 raise TypeError("a value skipping over the layer is not a tensor")
 
         def gather(rows: Optional[Tensor]) -> list:
-            return [skip[rows] if batched and rows is not None else skip
+            # sizes read from the input (x.shape[-2:] for upsampling) are held fixed like parameters
+            return [skip[rows] if batched and rows is not None and isinstance(skip, Tensor) else skip
                     for skip, batched in zip(skips, self.batched)]
 
         def head(acts: Tensor, rows: Optional[Tensor] = None) -> Tensor:

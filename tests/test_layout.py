@@ -79,6 +79,16 @@ def test_vit_tokens_are_maps_and_the_class_token_is_held_fixed(trace):
     assert exp.local_accuracy_gap.max() < 1e-5  # exact Shapley values are efficient
 
 
+@pytest.mark.parametrize("trace", [True, False])
+def test_noisy_copies_are_cut_through_the_layout(trace):
+    """Smooth Grad-CAM++ cuts noisy copies of the images: they must come back as maps too."""
+    model, x = tiny_vit(), images(2)
+    layer = zoo.torchvision_layer(model)
+    smooth = cam_lib.explain(model, x, layer, "smoothgradcam++", reshape="vit", trace=trace, n_samples=2, sigma=0.0)
+    plain = cam_lib.explain(model, x, layer, "gradcam++", reshape="vit", trace=trace)
+    torch.testing.assert_close(smooth.alpha, plain.alpha)
+
+
 def test_shap_cam_converges_to_exact_shapley_values_on_a_vit():
     explainer = cam_lib.Explainer(tiny_vit(), "encoder.layers.encoder_layer_0.ln_1", reshape="vit")
     x = images(1)
