@@ -60,7 +60,7 @@ def cam(game: ChannelGame) -> Tensor:
                          "'lift', which equal CAM on such heads and take any utility.")
     additive, activations = game.cut.additive, game.activations
     pooled = additive.separable(activations) if additive is not None else None
-    if (additive is None or not additive.is_output or not isinstance(additive.affine, nn.Linear)
+    if (additive is None or pooled is None or not additive.is_output or not isinstance(additive.affine, nn.Linear)
             or pooled.shape != activations.shape[:2]
             or not torch.allclose(pooled, activations.mean((2, 3)), rtol=1e-4, atol=1e-6)):
         raise ValueError("method 'cam' needs a head made of global average pooling and one linear layer; "
@@ -231,7 +231,11 @@ def iscam(game: ChannelGame, n_samples: int = 10, masks_per_call: int = 32) -> T
     inside ``[0, 1]``, as the integration the paper describes.
     """
     _check_samples(n_samples)
-    return torch.stack([_masked_scores(game, masks_per_call, lambda masks, step=step: masks * (step / n_samples))
+
+    def scaled(fraction: float) -> Callable[[Tensor], Tensor]:
+        return lambda masks: masks * fraction
+
+    return torch.stack([_masked_scores(game, masks_per_call, scaled(step / n_samples))
                         for step in range(1, n_samples + 1)]).mean(0)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, TypeVar, cast
 
 import pandas as pd
 import torch
@@ -313,6 +313,9 @@ def arcc(coherence: Tensor, simplicity: Tensor, road_combined: Tensor) -> Tensor
 # The registry
 # ---------------------------------------------------------------------------------------------
 
+Shared = TypeVar("Shared")  # a map-free pass kept in ``Scoring.shared``
+
+
 @dataclass
 class Scoring:
     """Everything a metric may read for one batch, with the model passes that several metrics share
@@ -326,7 +329,7 @@ class Scoring:
     explanation: Optional[Explanation] = None
     rerun: Optional[Callable[[Tensor], Tensor]] = None
     explainer: Optional[Explainer] = None
-    boxes: Optional[Tensor] = None
+    boxes: Optional[Sequence[Tensor] | Tensor] = None
     masks: Optional[Tensor] = None
     reference_alpha: Optional[Tensor] = None
     steps: int = 41
@@ -342,14 +345,14 @@ class Scoring:
     shared: Optional[dict] = None
     utility: Optional[CallableUtility] = None  # scores u(f(x')) instead of p_c
 
-    def map_free(self, key: tuple, compute: Callable[[], object]) -> object:
+    def map_free(self, key: tuple, compute: Callable[[], Shared]) -> Shared:
         """A pass that does not depend on the map, read from ``shared`` when another method already made it
         for these images and targets (``evaluate`` checks they are the same), computed and stored otherwise."""
         if self.shared is None:
             return compute()
         if key not in self.shared:
             self.shared[key] = compute()
-        return self.shared[key]
+        return cast(Shared, self.shared[key])
 
     @cached_property
     def rows(self) -> Tensor:
@@ -383,11 +386,19 @@ class Scoring:
 
     @cached_property
     def region_boxes(self) -> Tensor:
+        assert self.boxes is not None  # a metric that needs boxes is refused without them (_check_metrics)
         return boxes_to_masks(self.boxes, self.saliency.shape[-2:]).to(self.saliency)
 
     @cached_property
     def region_masks(self) -> Tensor:
+        assert self.masks is not None  # as for boxes
         return _check_masks(self.masks, self.saliency)
+
+    @property
+    def described(self) -> Explanation:
+        """The Explanation being scored, for the metrics registered as needing one."""
+        assert self.explanation is not None  # refused without one (_check_metrics)
+        return self.explanation
 
     @property
     def positive_full(self) -> Tensor:
@@ -400,7 +411,7 @@ class Scoring:
         return self.full
 
     def explainer_for(self) -> Explainer:
-        self.explainer = self.explainer or Explainer(self.model, self.explanation.layer)
+        self.explainer = self.explainer or Explainer(self.model, self.described.layer)
         return self.explainer
 
 
@@ -529,6 +540,7 @@ def _complexity(s: Scoring) -> Tensor:
 def _coherency(s: Scoring) -> Tensor:
     """Coherency (Poppi et al. 2021): the map should survive rerunning the method on ``x * S``."""
     masked = s.images * s.saliency[:, None]
+    assert s.rerun is not None  # evaluate sets it, or refuses coherency without it (_check_metrics)
     return coherency(s.saliency, s.rerun(masked))
 
 
@@ -544,8 +556,7 @@ def _faithfulness_correlation(s: Scoring) -> Tensor:
 @register_metric("channel_correlation", True, "r", needs=("explanation",))
 def _channel_correlation(s: Scoring) -> Tensor:
     """Faithfulness correlation on random coalitions of channels, the game's own players."""
-    explanation = s.explanation
-    assert explanation is not None  # registered with needs=("explanation",)
+    explanation = s.described
     utility = explanation.utility_function or explanation.utility
     target = None if explanation.utility_function else explanation.target
     game = s.explainer_for().game(s.images, target, utility, extra_inputs=s.extra_inputs)
@@ -556,13 +567,14 @@ def _channel_correlation(s: Scoring) -> Tensor:
 @register_metric("local_accuracy_gap", False, "|u|", needs=("explanation",))
 def _local_accuracy_gap(s: Scoring) -> Tensor:
     """``|sum_k alpha_k - (v(N) - v(empty))|``: 0 for Shapley values and LIFT-CAM."""
-    return s.explanation.local_accuracy_gap
+    return s.described.local_accuracy_gap
 
 
 @register_metric("cosine", True, "cos", needs=("explanation", "reference_alpha"))
 def _cosine(s: Scoring) -> Tensor:
     """Cosine similarity of alpha to reference coefficients (SHAP-CAM_10000 in the papers)."""
-    return cosine_similarity(s.explanation.alpha, _check_reference(s.reference_alpha, s.explanation.alpha))
+    assert s.reference_alpha is not None  # refused without it (_check_metrics)
+    return cosine_similarity(s.described.alpha, _check_reference(s.reference_alpha, s.described.alpha))
 
 
 register_combination("adcc", True, "%", ("ad", "coherency", "complexity"), adcc)
@@ -602,8 +614,8 @@ def evaluate(model: nn.Module, images: Tensor, explanation: Explanation | Tensor
     ``utility``: a callable ``outputs -> [B]`` that scores masked images in place of ``p_c`` (the Explanation's
     own callable by default); then no ``target``, and the ROAD metrics, which need class probabilities, refuse.
     """
-    is_explanation = isinstance(explanation, Explanation)
-    own = explanation.utility_function if isinstance(explanation, Explanation) else None
+    described = explanation if isinstance(explanation, Explanation) else None
+    own = described.utility_function if described is not None else None
     chosen = utility or own
     scorer = None if chosen is None else CallableUtility(chosen)
     if scorer is not None and target is not None:
@@ -613,18 +625,20 @@ def evaluate(model: nn.Module, images: Tensor, explanation: Explanation | Tensor
     if insertion_start not in INSERTION_STARTS:
         raise ValueError(f"insertion start must be one of {INSERTION_STARTS}, got {insertion_start!r}")
     _check_shared(shared, images, target, extra_inputs)
-    scoring = Scoring(model, images, saliency, target, extra_inputs, explanation if is_explanation else None,
+    scoring = Scoring(model, images, saliency, target, extra_inputs, described,
                       rerun, explainer, boxes, masks, reference_alpha, steps, insertion_start, road_percentages,
                       road_noise, n_subsets, subset_fraction, patch, pointing_tolerance, seed, batch_size, shared,
                       scorer)
-    if scoring.rerun is None and is_explanation:
+    if scoring.rerun is None and described is not None:
         scoring.rerun = lambda masked: scoring.explainer_for()(
-            masked, explanation.method, None if own else target, own or explanation.utility,
+            masked, described.method, None if own else target, own or described.utility,
             extra_inputs=extra_inputs, **(method_options or {})).saliency
     values = {}
     for name in metrics:
         began = time.perf_counter()
-        values[name] = METRICS[name].compute(scoring)
+        compute = METRICS[name].compute
+        assert compute is not None  # _check_metrics refuses dataset-level combinations here
+        values[name] = compute(scoring)
         if timings is not None:
             timings[name] = timings.get(name, 0.0) + time.perf_counter() - began
     return _tidy(values)

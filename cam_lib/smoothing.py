@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from . import maps
+from .utility import OutputUtility
 
 # grad-cam's default test-time augmentations (ttach): horizontal flip x intensity factor; the identity first.
 AUGMENTATIONS: tuple[tuple[bool, float], ...] = tuple((flip, factor) for flip in (False, True)
@@ -52,7 +53,7 @@ def check_flags(**flags: object) -> None:
 
 
 def augmented(explainer: Callable, images: Tensor, method: str, target: Optional[int | Sequence[int] | Tensor],
-              utility: str, **options):
+              utility: str | OutputUtility, **options):
     """``aug_smooth``: the mean of the maps of ``images`` under grad-cam's six augmentations, flipped back.
 
     ``explainer`` is a ``cam_lib.Explainer`` (it imports this module); the result is its ``Explanation``.

@@ -148,7 +148,7 @@ class GraphSplit:
 def _in_place(graph_module: fx.GraphModule, node: fx.Node) -> bool:
     """Would this node overwrite its input (``ReLU(inplace=True)``, ``relu_``)?"""
     if node.op == "call_module":
-        return bool(getattr(graph_module.get_submodule(node.target), "inplace", False))
+        return bool(getattr(graph_module.get_submodule(str(node.target)), "inplace", False))
     name = getattr(node.target, "__name__", str(node.target))
     return bool(node.kwargs.get("inplace", False)) or name.endswith("_") and not name.endswith("__")
 
@@ -186,7 +186,10 @@ class HookSplit:
         network = _network(self.model, extra_inputs)
         if self.uncovered is None:
             self.uncovered = uncovered_modules(self._modules_after(images[:1], tuple(e[:1] for e in extra_inputs)))
-        return Cut(captured[0], lambda acts, rows=None: self._head(images, network, acts, rows), network,
+        def head(activations: Tensor, rows: Optional[Tensor] = None) -> Tensor:
+            return self._head(images, network, activations, rows)
+
+        return Cut(captured[0], head, network,
                    recut=lambda other: self(other, extra_inputs), uncovered=self.uncovered)
 
     def _modules_after(self, images: Tensor, extra_inputs: tuple) -> list[tuple[str, nn.Module]]:

@@ -427,8 +427,10 @@ def train(name: str, epochs: Optional[int] = None, out: Path = WEIGHTS, smoke: b
     epochs = 1 if smoke else epochs or spec.epochs
     size = 256 if smoke else spec.train_size
     start = time.time()
-    pretrain_losses = (pretrain_encoder(model, 1 if smoke else spec.pretrain_epochs, size, seed)
-                       if spec.pretrain_epochs else [])
+    pretrain_losses = []
+    if spec.pretrain_epochs:
+        assert isinstance(model, BasicVQA), f"only the VQA model pretrains its encoder, not {name}"
+        pretrain_losses = pretrain_encoder(model, 1 if smoke else spec.pretrain_epochs, size, seed)
     frozen = [model.get_submodule(module) for module in spec.frozen]
     for module in frozen:
         module.requires_grad_(False)
