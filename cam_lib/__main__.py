@@ -7,19 +7,19 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")  # a command line writes files; it never opens a window
 
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from . import METHODS, UTILITIES, data, viz, zoo  # noqa: E402
-from .explain import Explainer  # noqa: E402
-from .runtime import model_device  # noqa: E402
+from . import METHODS, UTILITIES, data, viz, zoo
+from .explain import Explainer
+from .runtime import model_device
 
 
 def explain_command(argv: Sequence[str]) -> int:
@@ -49,7 +49,7 @@ def explain_command(argv: Sequence[str]) -> int:
     return 0
 
 
-def _input(args: argparse.Namespace, loaded: zoo.Loaded) -> tuple[torch.Tensor, tuple, Optional[torch.Tensor]]:
+def _input(args: argparse.Namespace, loaded: zoo.Loaded) -> tuple[torch.Tensor, tuple, torch.Tensor | None]:
     """The image batch of one, the fixed extra inputs (a VQA question) and the true mask when known."""
     device = model_device(loaded.model)
     if args.image is not None:
@@ -76,7 +76,7 @@ def reproduce_command(argv: Sequence[str]) -> int:
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"explain": explain_command, "reproduce": reproduce_command}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch to a subcommand: ``explain`` or ``reproduce``."""
     parser = argparse.ArgumentParser(prog="python -m cam_lib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -12,7 +12,7 @@ same upsampling and min-max normalisation (``maps.saliency``) and the same metri
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

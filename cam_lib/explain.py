@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -13,8 +13,8 @@ from . import maps, smoothing
 from .game import ChannelGame
 from .layout import Reshape, get_layout, reshaped, suggestion
 from .methods import METHODS
-from .split import GraphSplit, HookSplit, resolve_layer, spatial_layers, split_model, warn_hooks
 from .runtime import model_device
+from .split import GraphSplit, HookSplit, resolve_layer, spatial_layers, split_model, warn_hooks
 from .state import evaluating
 from .utility import CallableUtility, OutputUtility, resolve, tensor_leaves, utility_name
 
@@ -33,8 +33,8 @@ class Explanation:
     target: Tensor       # [B] explained class c (-1 with a callable utility, which picks its own output)
     score: Tensor        # [B] v(N) = u(F(A))
     baseline: Tensor     # [B] v(empty) = u(F(0))
-    stderr: Optional[Tensor] = None  # [B, K] standard error of alpha (SHAP-CAM)
-    utility_function: Optional[Callable] = field(default=None, repr=False, compare=False)  # a callable utility
+    stderr: Tensor | None = None  # [B, K] standard error of alpha (SHAP-CAM)
+    utility_function: Callable | None = field(default=None, repr=False, compare=False)  # a callable utility
 
     @property
     def local_accuracy_gap(self) -> Tensor:
@@ -67,7 +67,7 @@ class Explainer:
     def device(self) -> torch.device:
         return model_device(self.model)
 
-    def __call__(self, images: Tensor, method: str = "lift", target: Optional[int | Sequence[int] | Tensor] = None,
+    def __call__(self, images: Tensor, method: str = "lift", target: int | Sequence[int] | Tensor | None = None,
                  utility: str | OutputUtility = "logit", batch_size: int = 1024, extra_inputs: tuple = (),
                  aug_smooth: bool = False, eigen_smooth: bool = False, **options) -> Explanation:
         name = method.lower() if isinstance(method, str) else method
@@ -96,7 +96,7 @@ class Explainer:
                 stderr=None if stderr is None else stderr.detach(),
                 utility_function=None if isinstance(utility, str) else utility)
 
-    def game(self, images: Tensor, target: Optional[int | Sequence[int] | Tensor] = None,
+    def game(self, images: Tensor, target: int | Sequence[int] | Tensor | None = None,
              utility: str | OutputUtility = "logit", batch_size: int = 1024, extra_inputs: tuple = ()) -> ChannelGame:
         """The channel game ``v(S) = u(F(A_S))`` of a batch, checked like ``__call__``'s input.
 
@@ -160,7 +160,7 @@ def _outputs_agree(traced: object, direct: object) -> tuple[bool, str]:
 
 
 def explain(model: nn.Module, images: Tensor, layer: str | nn.Module, method: str = "lift",
-            target: Optional[int | Sequence[int] | Tensor] = None, utility: str | OutputUtility = "logit",
+            target: int | Sequence[int] | Tensor | None = None, utility: str | OutputUtility = "logit",
             **options) -> Explanation:
     """Explain ``model``'s decision on ``images`` ``[B, C, H, W]`` with CAM ``method`` at ``layer``.
 
@@ -222,7 +222,7 @@ def _check_activations(activations: Tensor, layer: str, model: nn.Module, images
         warnings.warn(f"cam_lib: layer {layer!r} outputs {shape}, read as [B, K, h, w].{hint}", stacklevel=4)
 
 
-def _check_target(target: Optional[int | Sequence[int] | Tensor], logits: object) -> Tensor:
+def _check_target(target: int | Sequence[int] | Tensor | None, logits: object) -> Tensor:
     """``[B]`` class indices: the predicted class by default; checked against the number of classes."""
     if not isinstance(logits, Tensor) or logits.ndim != 2:
         got = f"shape {tuple(logits.shape)}" if isinstance(logits, Tensor) else f"a {type(logits).__name__}"

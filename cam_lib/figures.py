@@ -5,7 +5,7 @@ the same tensors the methods use, so a figure cannot disagree with the numbers b
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import torch

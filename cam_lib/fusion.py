@@ -11,8 +11,9 @@ game, with its own players; the fused map is a picture of several games, not the
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Optional, Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,8 +38,8 @@ class Fusion:
     explanations: dict[str, Explanation]  # layer name -> that layer's explanation (all for the same target)
 
 
-def fuse(cams: Sequence[Tensor], fusion: str = "max", gamma: Optional[float] = None,
-         size: Optional[tuple[int, int]] = None) -> Tensor:
+def fuse(cams: Sequence[Tensor], fusion: str = "max", gamma: float | None = None,
+         size: tuple[int, int] | None = None) -> Tensor:
     """Fuse maps ``[B, h_l, w_l]`` of several layers: ``[B, h, w]`` at ``size`` (default: the largest).
 
     ``"max"``: ``max_l up(tanh(gamma s(L^(l))))`` (no tanh when ``gamma`` is None); ``"product"``:
@@ -62,8 +63,8 @@ def fuse(cams: Sequence[Tensor], fusion: str = "max", gamma: Optional[float] = N
 
 
 def explain_layers(model: nn.Module, images: Tensor, layers: Sequence[str | nn.Module], method: str = "layercam",
-                   fusion: str = "max", target: Optional[int | Sequence[int] | Tensor] = None,
-                   utility: str = "logit", gamma: Optional[float] | Literal["auto"] = "auto", trace: bool = True,
+                   fusion: str = "max", target: int | Sequence[int] | Tensor | None = None,
+                   utility: str = "logit", gamma: float | Literal["auto"] | None = "auto", trace: bool = True,
                    **options) -> Fusion:
     """Explain ``images`` with ``method`` at each of ``layers`` and fuse the maps (``fuse``).
 

@@ -1,7 +1,8 @@
 """Subgraphs of a torch.fx graph: the one operation both cuts (body/head, prefix/tail) are made of."""
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from torch import fx
 

@@ -6,8 +6,8 @@ A method returns ``alpha`` ``[B, K]`` (its map is ``ReLU(sum_k alpha_k A_k)``) o
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -15,8 +15,8 @@ from torch import Tensor, nn
 from . import maps
 from .game import ChannelGame
 from .numerics import safe_divide
-from .smoothing import principal_terms
 from .shapley import MAX_EXACT_PLAYERS, all_coalitions, exact_shapley, permutation_estimate, random_orderings
+from .smoothing import principal_terms
 from .utility import CallableUtility
 
 Method = Callable[..., Tensor | tuple[Tensor, Tensor]]

@@ -19,9 +19,10 @@ needs; adding a metric is one decorated function here.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable, Optional, Sequence, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import pandas as pd
 import torch
@@ -46,8 +47,8 @@ ROAD_PERCENTAGES = (10, 20, 30, 40, 50, 60, 70, 80, 90)  # Rong et al. 2022
 # ---------------------------------------------------------------------------------------------
 
 def class_probability(model: nn.Module, images: Tensor, target: Tensor, extra_inputs: tuple = (),
-                      rows: Optional[Tensor] = None, batch_size: int = 256,
-                      utility: Optional[CallableUtility] = None) -> Tensor:
+                      rows: Tensor | None = None, batch_size: int = 256,
+                      utility: CallableUtility | None = None) -> Tensor:
     """``p_c(x) = softmax(f(x))_c`` for each image (``u(f(x))`` with a callable ``utility``), in batches,
     without gradients.
 
@@ -83,7 +84,7 @@ def blurred(images: Tensor, kernel_size: int = 11, sigma: float = 5.0) -> Tensor
 
 def insertion_deletion_curves(model: nn.Module, images: Tensor, saliency: Tensor, target: Tensor,
                               extra_inputs: tuple = (), steps: int = 41, start: str = "zeros",
-                              batch_size: int = 256, utility: Optional[CallableUtility] = None
+                              batch_size: int = 256, utility: CallableUtility | None = None
                               ) -> tuple[Tensor, Tensor]:
     """Scores ``[B, T]`` as the top ``delta`` of pixels are inserted into a blank (or blurred) image,
     and as they are deleted from ``x``, for ``delta = 0, 1/(T-1), ..., 1`` (LIFT-CAM: T = 41).
@@ -253,8 +254,8 @@ def random_subsets(count: int, size: int, fraction: float, seed: int, device: to
 
 def patch_subset_drops(model: nn.Module, images: Tensor, target: Tensor, extra_inputs: tuple = (),
                        n_subsets: int = 64, fraction: float = 0.25, patch: int = 4, seed: int = 0,
-                       batch_size: int = 256, full: Optional[Tensor] = None,
-                       utility: Optional[CallableUtility] = None) -> tuple[Tensor, Tensor]:
+                       batch_size: int = 256, full: Tensor | None = None,
+                       utility: CallableUtility | None = None) -> tuple[Tensor, Tensor]:
     """The model side of faithfulness correlation: ``n_subsets`` random sets ``T`` of ``patch x patch``
     patches as ``[n, H, W]`` 0/1 masks, and the drops ``Y - p_c(x * (1 - 1_T))`` ``[B, n]``. They do not
     depend on the map, so every method scored on the same images can share them (``full``: ``Y`` if known)."""
@@ -278,7 +279,7 @@ def patch_subset_drops(model: nn.Module, images: Tensor, target: Tensor, extra_i
 def faithfulness_correlation(model: nn.Module, images: Tensor, saliency: Tensor, target: Tensor,
                              extra_inputs: tuple = (), n_subsets: int = 64, fraction: float = 0.25,
                              patch: int = 4, seed: int = 0, batch_size: int = 256,
-                             drops: Optional[tuple[Tensor, Tensor]] = None) -> Tensor:
+                             drops: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """Faithfulness correlation (Bhatt et al. 2020; Sensitivity-N of Ancona et al. 2018 with
     ``N = fraction`` of the patches): per image, the Pearson correlation over ``n_subsets`` random sets
     ``T`` of ``patch x patch`` patches between ``sum_{i in T} S_i`` and ``Y - p_c(x * (1 - 1_T))``.
@@ -326,12 +327,12 @@ class Scoring:
     saliency: Tensor
     target: Tensor
     extra_inputs: tuple = ()
-    explanation: Optional[Explanation] = None
-    rerun: Optional[Callable[[Tensor], Tensor]] = None
-    explainer: Optional[Explainer] = None
-    boxes: Optional[Sequence[Tensor] | Tensor] = None
-    masks: Optional[Tensor] = None
-    reference_alpha: Optional[Tensor] = None
+    explanation: Explanation | None = None
+    rerun: Callable[[Tensor], Tensor] | None = None
+    explainer: Explainer | None = None
+    boxes: Sequence[Tensor] | Tensor | None = None
+    masks: Tensor | None = None
+    reference_alpha: Tensor | None = None
     steps: int = 41
     insertion_start: str = "zeros"
     road_percentages: Sequence[float] = ROAD_PERCENTAGES
@@ -342,8 +343,8 @@ class Scoring:
     pointing_tolerance: int = 0
     seed: int = 0
     batch_size: int = 256
-    shared: Optional[dict] = None
-    utility: Optional[CallableUtility] = None  # scores u(f(x')) instead of p_c
+    shared: dict | None = None
+    utility: CallableUtility | None = None  # scores u(f(x')) instead of p_c
 
     def map_free(self, key: tuple, compute: Callable[[], Shared]) -> Shared:
         """A pass that does not depend on the map, read from ``shared`` when another method already made it
@@ -427,9 +428,9 @@ class Metric:
     higher_is_better: bool
     unit: str
     needs: frozenset[str]
-    compute: Optional[Callable[[Scoring], Tensor]] = None
+    compute: Callable[[Scoring], Tensor] | None = None
     combines: tuple[str, ...] = ()
-    combine: Optional[Callable[..., Tensor]] = None
+    combine: Callable[..., Tensor] | None = None
     description: str = ""
 
 
@@ -586,15 +587,15 @@ register_combination("arcc", True, "%", ("coherency", "complexity", "road"), arc
 # ---------------------------------------------------------------------------------------------
 
 def evaluate(model: nn.Module, images: Tensor, explanation: Explanation | Tensor,
-             metrics: Sequence[str] = ("ic", "ad", "add"), *, target: Optional[Tensor] = None,
-             extra_inputs: tuple = (), boxes: Optional[Sequence[Tensor] | Tensor] = None,
-             masks: Optional[Tensor] = None, reference_alpha: Optional[Tensor] = None,
-             explainer: Optional[Explainer] = None, method_options: Optional[dict] = None,
-             rerun: Optional[Callable[[Tensor], Tensor]] = None, steps: int = 41, insertion_start: str = "zeros",
+             metrics: Sequence[str] = ("ic", "ad", "add"), *, target: Tensor | None = None,
+             extra_inputs: tuple = (), boxes: Sequence[Tensor] | Tensor | None = None,
+             masks: Tensor | None = None, reference_alpha: Tensor | None = None,
+             explainer: Explainer | None = None, method_options: dict | None = None,
+             rerun: Callable[[Tensor], Tensor] | None = None, steps: int = 41, insertion_start: str = "zeros",
              road_percentages: Sequence[float] = ROAD_PERCENTAGES, road_noise: float = 0.01, n_subsets: int = 64,
              subset_fraction: float = 0.25, patch: int = 4, pointing_tolerance: int = 0, seed: int = 0,
-             batch_size: int = 256, timings: Optional[dict[str, float]] = None,
-             shared: Optional[dict] = None, utility: Optional[OutputUtility] = None) -> pd.DataFrame:
+             batch_size: int = 256, timings: dict[str, float] | None = None,
+             shared: dict | None = None, utility: OutputUtility | None = None) -> pd.DataFrame:
     """Per-image values of ``metrics`` (names in ``METRICS``) for the saliency maps of ``explanation``:
     a tidy DataFrame with columns ``image``, ``metric``, ``value``.
 
@@ -658,7 +659,7 @@ def applicable(metric_names: Sequence[str], has_explanation: bool) -> list[str]:
 
 
 def _check_metrics(metrics: Sequence[str], explanation: Explanation | Tensor, boxes, masks,
-                   reference_alpha, rerun, utility: Optional[CallableUtility] = None) -> list[str]:
+                   reference_alpha, rerun, utility: CallableUtility | None = None) -> list[str]:
     """Known per-image metric names, each with the inputs it needs."""
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     unknown = [m for m in metrics if m not in METRICS]
@@ -689,8 +690,8 @@ def _check_metrics(metrics: Sequence[str], explanation: Explanation | Tensor, bo
 
 
 def _check_inputs(model: nn.Module, images: Tensor, explanation: Explanation | Tensor,
-                  target: Optional[Tensor], extra_inputs: tuple,
-                  utility: Optional[CallableUtility] = None) -> tuple[Tensor, tuple, Tensor, Tensor]:
+                  target: Tensor | None, extra_inputs: tuple,
+                  utility: CallableUtility | None = None) -> tuple[Tensor, tuple, Tensor, Tensor]:
     """Images, extra inputs, saliency and target on the model's device, with matching shapes."""
     device = model_device(model, images.device)
     if not isinstance(images, Tensor) or images.ndim != 4:
@@ -716,7 +717,7 @@ def _check_inputs(model: nn.Module, images: Tensor, explanation: Explanation | T
     return images, extra_inputs, saliency, target
 
 
-def _check_shared(shared: Optional[dict], images: Tensor, target: Tensor, extra_inputs: tuple) -> None:
+def _check_shared(shared: dict | None, images: Tensor, target: Tensor, extra_inputs: tuple) -> None:
     """``shared`` must hold passes of these very images, targets and extra inputs (it remembers the first)."""
     if shared is None:
         return
@@ -812,5 +813,6 @@ __all__ = ["METRICS", "Metric", "Scoring", "register_metric", "register_combinat
            "summarise", "interval_text", "class_probability", "top_pixel_masks", "blurred", "insertion_deletion_curves",
            "increase_in_confidence", "average_drop", "drop_in_deletion", "area_under_curve",
            "energy_pointing_game", "argmax_pointing_game", "road_curves", "random_subsets",
-           "faithfulness_correlation", "patch_subset_drops", "channel_correlation", "boxes_to_masks", "complexity", "pearson",
+           "faithfulness_correlation", "patch_subset_drops", "channel_correlation", "boxes_to_masks", "complexity",
+           "pearson",
            "coherency", "adcc", "arcc", "cosine_similarity", "bootstrap_means", "ROAD_PERCENTAGES"]

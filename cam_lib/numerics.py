@@ -1,14 +1,12 @@
 """Arithmetic that stays finite: one division with a declared value where the quotient is undefined."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
 
 def safe_divide(numerator: Tensor, denominator: Tensor, fill: Tensor | float = 0.0,
-                defined: Optional[Tensor] = None) -> Tensor:
+                defined: Tensor | None = None) -> Tensor:
     """``numerator / denominator`` where ``defined`` (default: ``denominator != 0``), else ``fill``.
 
     The division runs on a denominator with the undefined places set to 1, so neither the value nor its

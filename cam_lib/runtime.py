@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import torch
 
@@ -14,7 +13,7 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def model_device(model: torch.nn.Module, default: Optional[torch.device] = None) -> torch.device:
+def model_device(model: torch.nn.Module, default: torch.device | None = None) -> torch.device:
     """Where ``model``'s parameters live, so inputs can follow them; ``default`` (else the CPU) for a model
     without parameters."""
     parameter = next(model.parameters(), None)
@@ -56,6 +55,6 @@ def inference_copy(model: torch.nn.Module) -> torch.nn.Module:
     frozen = copy.deepcopy(model).eval()
     try:
         frozen = fx_optimization.fuse(frozen)
-    except Exception:  # noqa: BLE001 (any tracing failure): the unfused copy computes the same function
+    except Exception:
         pass
     return _ChannelsLast(frozen.to(memory_format=torch.channels_last)).eval().requires_grad_(False)

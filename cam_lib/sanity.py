@@ -17,8 +17,8 @@ order they run. A block is in the *head* when it runs after the explained layer.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
 
 import pandas as pd
 import torch
@@ -140,12 +140,12 @@ def _owners(model: nn.Module) -> dict[str, nn.Module]:
             if next(module.parameters(recurse=False), None) is not None}
 
 
-def _call_order(model: nn.Module, layer: nn.Module, images: Tensor, extra_inputs: tuple) -> list[Optional[str]]:
+def _call_order(model: nn.Module, layer: nn.Module, images: Tensor, extra_inputs: tuple) -> list[str | None]:
     """Names of the parameter-owning modules as their forward passes end, first call only;
     ``None`` marks where the explained layer's forward ends."""
-    order: list[Optional[str]] = []
+    order: list[str | None] = []
 
-    def record(name: Optional[str]):
+    def record(name: str | None):
         def hook(module: nn.Module, inputs: tuple, output) -> None:
             if name not in order:
                 order.append(name)
@@ -167,13 +167,13 @@ def _call_order(model: nn.Module, layer: nn.Module, images: Tensor, extra_inputs
     return order
 
 
-def _after(order: list[Optional[str]], name: str) -> bool:
+def _after(order: list[str | None], name: str) -> bool:
     """Does module ``name`` first run after the explained layer?"""
     return order.index(name) > order.index(None)
 
 
 def _resolve_blocks(model: nn.Module, layer: str | nn.Module, images: Tensor, extra_inputs: tuple,
-                    blocks: Optional[Sequence[str | Sequence[str] | Block]]) -> list[Block]:
+                    blocks: Sequence[str | Sequence[str] | Block] | None) -> list[Block]:
     """Found blocks, or the caller's names (top first; a name may be a container) checked and placed."""
     if blocks is None:
         return parameter_blocks(model, layer, images, extra_inputs)
@@ -230,9 +230,9 @@ def randomise(model: nn.Module, blocks: Sequence[Block], seed: int = 0) -> nn.Mo
 # ---------------------------------------------------------------------------------------------
 
 def cascade(model: nn.Module, images: Tensor, layer: str | nn.Module, methods: Sequence[str], *,
-            target: Optional[int | Sequence[int] | Tensor] = None, utility: str = "logit",
-            blocks: Optional[Sequence[str | Sequence[str] | Block]] = None, seed: int = 0,
-            extra_inputs: tuple = (), options: Optional[Mapping[str, dict]] = None) -> pd.DataFrame:
+            target: int | Sequence[int] | Tensor | None = None, utility: str = "logit",
+            blocks: Sequence[str | Sequence[str] | Block] | None = None, seed: int = 0,
+            extra_inputs: tuple = (), options: Mapping[str, dict] | None = None) -> pd.DataFrame:
     """Cascading model-parameter randomisation (Adebayo et al. 2018): a tidy DataFrame with
     columns ``method, step, block, part, image, metric, value``.
 

@@ -8,7 +8,7 @@ six games with six sets of players, so the average is no longer one game's coeff
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -52,7 +52,7 @@ def check_flags(**flags: object) -> None:
             raise TypeError(f"{name} must be True or False, not {value!r}")
 
 
-def augmented(explainer: Callable, images: Tensor, method: str, target: Optional[int | Sequence[int] | Tensor],
+def augmented(explainer: Callable, images: Tensor, method: str, target: int | Sequence[int] | Tensor | None,
               utility: str | OutputUtility, **options):
     """``aug_smooth``: the mean of the maps of ``images`` under grad-cam's six augmentations, flipped back.
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import difflib
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor, fx, nn
@@ -20,7 +20,7 @@ from .deeplift import uncovered_modules, uncovered_operations
 from .fxgraph import crossing, downstream, leaves, output_value, placeholders, subgraph
 from .state import evaluating
 
-Head = Callable[[Tensor, Optional[Tensor]], Tensor]
+Head = Callable[[Tensor, Tensor | None], Tensor]
 
 
 @dataclass
@@ -37,9 +37,9 @@ class Cut:
     activations: Tensor
     head: Head
     network: Head
-    additive: Optional[AdditiveHead] = None
-    tail_skips: Callable[[Optional[Tensor]], tuple] = lambda rows: ()
-    recut: Optional[Callable[[Tensor], "Cut"]] = None
+    additive: AdditiveHead | None = None
+    tail_skips: Callable[[Tensor | None], tuple] = lambda rows: ()
+    recut: Callable[[Tensor], Cut] | None = None
     uncovered: tuple[str, ...] = ()
 
 
@@ -130,15 +130,15 @@ class GraphSplit:
             if batched and not isinstance(skip, (Tensor, torch.Size, int)):
                 raise TypeError("a value skipping over the layer is not a tensor")
 
-        def gather(rows: Optional[Tensor]) -> list:
+        def gather(rows: Tensor | None) -> list:
             # sizes read from the input (x.shape[-2:] for upsampling) are held fixed like parameters
             return [skip[rows] if batched and rows is not None and isinstance(skip, Tensor) else skip
                     for skip, batched in zip(skips, self.batched)]
 
-        def head(acts: Tensor, rows: Optional[Tensor] = None) -> Tensor:
+        def head(acts: Tensor, rows: Tensor | None = None) -> Tensor:
             return self.head(acts.clone() if self.in_place else acts, *gather(rows))
 
-        def tail_skips(rows: Optional[Tensor]) -> tuple:
+        def tail_skips(rows: Tensor | None) -> tuple:
             return tuple(self.additive.tail_skips(*gather(rows))) if self.additive else ()
 
         return Cut(activations, head, _network(self.model, extra_inputs), self.additive, tail_skips,
@@ -150,7 +150,7 @@ def _in_place(graph_module: fx.GraphModule, node: fx.Node) -> bool:
     if node.op == "call_module":
         return bool(getattr(graph_module.get_submodule(str(node.target)), "inplace", False))
     name = getattr(node.target, "__name__", str(node.target))
-    return bool(node.kwargs.get("inplace", False)) or name.endswith("_") and not name.endswith("__")
+    return bool(node.kwargs.get("inplace", False)) or (name.endswith("_") and not name.endswith("__"))
 
 
 class _Stop(Exception):
@@ -164,7 +164,7 @@ class HookSplit:
 
     def __init__(self, model: nn.Module, name: str, module: nn.Module):
         self.model, self.name, self.module = model, name, module
-        self.uncovered: Optional[tuple[str, ...]] = None  # found on the first batch
+        self.uncovered: tuple[str, ...] | None = None  # found on the first batch
 
     def __call__(self, images: Tensor, extra_inputs: tuple) -> Cut:
         captured: list[Tensor] = []
@@ -186,7 +186,7 @@ class HookSplit:
         network = _network(self.model, extra_inputs)
         if self.uncovered is None:
             self.uncovered = uncovered_modules(self._modules_after(images[:1], tuple(e[:1] for e in extra_inputs)))
-        def head(activations: Tensor, rows: Optional[Tensor] = None) -> Tensor:
+        def head(activations: Tensor, rows: Tensor | None = None) -> Tensor:
             return self._head(images, network, activations, rows)
 
         return Cut(captured[0], head, network,
@@ -213,7 +213,7 @@ class HookSplit:
                 hook.remove()
         return after
 
-    def _head(self, images: Tensor, network: Head, activations: Tensor, rows: Optional[Tensor]) -> Tensor:
+    def _head(self, images: Tensor, network: Head, activations: Tensor, rows: Tensor | None) -> Tensor:
         calls = []
 
         def replace(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
@@ -233,7 +233,7 @@ class HookSplit:
 
 def _network(model: nn.Module, extra_inputs: tuple) -> Head:
     """The whole model on new images, the other inputs of row ``i`` taken from image ``rows[i]``."""
-    def network(images: Tensor, rows: Optional[Tensor] = None) -> Tensor:
+    def network(images: Tensor, rows: Tensor | None = None) -> Tensor:
         return model(images, *(extra if rows is None else extra[rows] for extra in extra_inputs))
     return network
 

@@ -22,10 +22,10 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Callable, Optional
 
 import pandas as pd
 import torch
@@ -195,10 +195,10 @@ class Loaded:
     normalization: data.Normalization
     classes: tuple[str, ...]
     info: dict = field(default_factory=dict)
-    reshape: Optional[str] = None  # how the layer's output reads as maps (``explain(..., reshape=...)``)
+    reshape: str | None = None  # how the layer's output reads as maps (``explain(..., reshape=...)``)
 
 
-def load(name: str, device: Optional[torch.device] = None) -> Loaded:
+def load(name: str, device: torch.device | None = None) -> Loaded:
     """A zoo model with its committed weights, or ``"torchvision:NAME"`` from the torch hub cache."""
     device = device or default_device()
     if name.startswith("torchvision:"):
@@ -214,24 +214,24 @@ def load(name: str, device: Optional[torch.device] = None) -> Loaded:
     return Loaded(name, model.to(device).eval(), spec.layer, spec.normalization, spec.classes, info)
 
 
-def loaded(name: str, device: Optional[torch.device] = None) -> Loaded:
+def loaded(name: str, device: torch.device | None = None) -> Loaded:
     """``load(name, device)`` once per process: widgets and chapters that ask again get the same model."""
     return _loaded(name, torch.device(device or default_device()))
 
 
-def explainer(name: str, layer: Optional[str] = None, device: Optional[torch.device] = None) -> Explainer:
+def explainer(name: str, layer: str | None = None, device: torch.device | None = None) -> Explainer:
     """An ``Explainer`` of the ``loaded`` model at ``layer`` (default its own), made once: the cut is traced
     once per (model, layer)."""
     device = torch.device(device or default_device())
     return _explainer(name, layer or _loaded(name, device).layer, device)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _loaded(name: str, device: torch.device) -> Loaded:
     return load(name, device)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _explainer(name: str, layer: str, device: torch.device) -> Explainer:
     return Explainer(_loaded(name, device).model, layer, reshape=_loaded(name, device).reshape)
 
@@ -284,13 +284,13 @@ def torchvision_layer(model: nn.Module) -> str:
                      "pass one of cam_lib.spatial_layers(model, images)")
 
 
-def torchvision_reshape(model: nn.Module) -> Optional[str]:
+def torchvision_reshape(model: nn.Module) -> str | None:
     """The ``reshape`` a torchvision classifier's blocks need: ``"vit"``, ``"channels-last"`` (Swin) or None."""
     family = _family(model, set(TORCHVISION_RESHAPE))
     return TORCHVISION_RESHAPE[family] if family else None
 
 
-def _family(model: nn.Module, families: set[str]) -> Optional[str]:
+def _family(model: nn.Module, families: set[str]) -> str | None:
     """The first class in the model's class hierarchy named in ``families`` (subclasses count as their family)."""
     return next((cls.__name__ for cls in type(model).__mro__ if cls.__name__ in families), None)
 
@@ -419,7 +419,7 @@ def pretrain_encoder(model: BasicVQA, epochs: int, size: int, seed: int) -> list
     return log
 
 
-def train(name: str, epochs: Optional[int] = None, out: Path = WEIGHTS, smoke: bool = False, seed: int = 0) -> dict:
+def train(name: str, epochs: int | None = None, out: Path = WEIGHTS, smoke: bool = False, seed: int = 0) -> dict:
     """Train a zoo model on fresh scenes each epoch; save weights (float16), log (CSV) and summary (JSON)."""
     spec = SPECS[name]
     torch.manual_seed(seed)
@@ -472,7 +472,7 @@ def train(name: str, epochs: Optional[int] = None, out: Path = WEIGHTS, smoke: b
     return summary
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """``python -m cam_lib.zoo train NAME [--epochs E] [--smoke]``."""
     parser = argparse.ArgumentParser(prog="python -m cam_lib.zoo", description="Train the book's models.")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+from toy_models import CLASSES, GapNet, images, seeded, stem
 
 import cam_lib
 from cam_lib.split import split_model
-from toy_models import CLASSES, GapNet, images, seeded, stem
 
 
 class GatedNet(nn.Module):

@@ -1,10 +1,10 @@
 """Multi-layer fusion against TorchCAM's LayerCAM.fuse_cams and RefineCAM, on a torchvision ResNet-18."""
 import pytest
 import torch
+from toy_models import VggNet, images, seeded
 
 import cam_lib
 from cam_lib import fusion
-from toy_models import VggNet, images, seeded
 
 LAYERS = ["layer2", "layer3", "layer4"]
 

@@ -5,13 +5,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from test_explain import state
 from torch import nn
+from toy_models import CLASSES, images, seeded
 
 import cam_lib
 from cam_lib import layout, zoo
 from cam_lib.state import evaluating
-from test_explain import state
-from toy_models import CLASSES, images, seeded
 
 
 class TokenNet(nn.Module):

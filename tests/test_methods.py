@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from toy_models import GapNet, SkipNet, VggNet, images, seeded
 
 import cam_lib
-from toy_models import GapNet, SkipNet, VggNet, images, seeded
 
 
 def utility_of(name, logits, target):
@@ -185,7 +185,7 @@ def test_agrees_with_the_grad_cam_package(name, utility):
 
 def test_skip_values_are_held_fixed():
     model, x = seeded(SkipNet), images()
-    A, g = reference_gradient(model, x, model(x).argmax(1), layer="inner")
+    _, g = reference_gradient(model, x, model(x).argmax(1), layer="inner")
     torch.testing.assert_close(cam_lib.explain(model, x, "inner", "gradcam").alpha, g.mean((2, 3)))
     exp = cam_lib.explain(model, x, "inner", "ablation")
     assert exp.alpha.shape == (3, 8)

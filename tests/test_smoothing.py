@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 import torch
+from toy_models import GapNet, VggNet, images, seeded
 
 import cam_lib
 from cam_lib import smoothing
-from toy_models import GapNet, VggNet, images, seeded
 
 
 def package_output(cam_class, model, x, target, aug_smooth=False, eigen_smooth=False, capture=False):

@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from toy_models import GapNet, TwoInputNet, Untraceable, VggNet, images, seeded
 
 import cam_lib
 from cam_lib.split import GraphSplit, HookSplit
-from toy_models import GapNet, TwoInputNet, Untraceable, VggNet, images, seeded
 
 TORCHVISION = {  # model -> (explained layer, whether the head is additive up to its first affine layer)
     "resnet18": ("layer4", True), "resnet50": ("layer4", True), "vgg11": ("features.19", True),

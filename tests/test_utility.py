@@ -6,11 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
+from toy_models import GapNet, VggNet, images, seeded
 
 import cam_lib
 from cam_lib import metrics, utility
 from cam_lib.explain import _outputs_agree
-from toy_models import GapNet, VggNet, images, seeded
 
 SIZE = 48                      # deeplab's backbone has stride 16: 3 x 3 maps at the layer
 LAYER = "classifier.0.project"  # ASPP's projection, 256 channels

@@ -124,12 +124,14 @@ def test_scene_layout_names_each_object_in_its_cell():
         for shape, colour, (x, y) in zip(scenes.object_shapes[n].tolist(), scenes.object_colours[n].tolist(),
                                          scenes.object_centres[n].tolist()):
             if shape >= 0:
-                assert layout[n, int(x // cell_size) + 4 * int(y // cell_size)] == 1 + shape * len(data.VQA_COLOURS) + colour
+                cell = int(x // cell_size) + 4 * int(y // cell_size)
+                assert layout[n, cell] == 1 + shape * len(data.VQA_COLOURS) + colour
     assert (layout > 0).sum(1).tolist() == (scenes.object_shapes >= 0).sum(1).tolist()
     counts = zoo.scene_counts(scenes)
     for n in range(50):
         pairs = [(s, c) for s, c in zip(scenes.object_shapes[n].tolist(), scenes.object_colours[n].tolist()) if s >= 0]
-        assert counts[n].tolist() == [pairs.count((s, c)) for s in range(len(data.VQA_SHAPES)) for c in range(len(data.VQA_COLOURS))]
+        assert counts[n].tolist() == [pairs.count((s, c)) for s in range(len(data.VQA_SHAPES))
+                                      for c in range(len(data.VQA_COLOURS))]
 
 
 @pytest.mark.parametrize("name", ["lookalike-vgg", "lookalike-resnet"])
