@@ -14,8 +14,8 @@ warm-up, ``speed.seconds``; ratio > 1 means the second way is faster) and checke
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import torch

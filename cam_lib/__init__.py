@@ -6,13 +6,14 @@ from .game import ChannelGame
 from .methods import METHODS, register
 from .shapley import MAX_EXACT_PLAYERS
 from .split import spatial_layers, split_model
-from .utility import UTILITIES
+from .utility import UTILITIES, cosine_similarity, finer, output_unit, segmentation
 
 __all__ = ["explain", "Explainer", "Explanation", "ChannelGame", "METHODS", "register",
-           "MAX_EXACT_PLAYERS", "spatial_layers", "split_model", "UTILITIES"]
+           "MAX_EXACT_PLAYERS", "spatial_layers", "split_model", "UTILITIES", "segmentation", "output_unit",
+           "cosine_similarity", "finer"]
 
-SUBMODULES = {"compare", "controls", "data", "imputation", "metrics", "panels", "reproduce", "runtime", "sanity", "viz",
-              "zoo"}
+SUBMODULES = {"compare", "controls", "data", "fusion", "imputation", "metrics", "panels", "reproduce", "runtime",
+              "sanity", "viz", "zoo"}
 
 
 def __getattr__(name: str):

@@ -7,18 +7,19 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")  # a command line writes files; it never opens a window
 
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from . import METHODS, UTILITIES, data, viz, zoo  # noqa: E402
-from .explain import Explainer  # noqa: E402
+from . import METHODS, UTILITIES, data, viz, zoo
+from .explain import Explainer
+from .runtime import model_device
 
 
 def explain_command(argv: Sequence[str]) -> int:
@@ -36,7 +37,7 @@ def explain_command(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     loaded = zoo.load(args.model)
     images, extra, mask = _input(args, loaded)
-    explanation = Explainer(loaded.model, args.layer or loaded.layer)(
+    explanation = Explainer(loaded.model, args.layer or loaded.layer, reshape=loaded.reshape)(
         images, args.method, target=args.target, utility=args.utility, extra_inputs=extra)
     label = loaded.classes[int(explanation.target)] if loaded.classes else str(int(explanation.target))
     figure, ax = plt.subplots(figsize=(4, 4))
@@ -48,9 +49,9 @@ def explain_command(argv: Sequence[str]) -> int:
     return 0
 
 
-def _input(args: argparse.Namespace, loaded: zoo.Loaded) -> tuple[torch.Tensor, tuple, Optional[torch.Tensor]]:
+def _input(args: argparse.Namespace, loaded: zoo.Loaded) -> tuple[torch.Tensor, tuple, torch.Tensor | None]:
     """The image batch of one, the fixed extra inputs (a VQA question) and the true mask when known."""
-    device = next(loaded.model.parameters()).device
+    device = model_device(loaded.model)
     if args.image is not None:
         if loaded.name == "vqa-basic":
             raise SystemExit("vqa-basic needs a question: explain a generated scene (--index) instead")
@@ -62,8 +63,8 @@ def _input(args: argparse.Namespace, loaded: zoo.Loaded) -> tuple[torch.Tensor, 
         print("question:", data.QUESTION_VOCABULARY.decode(scenes.questions[args.index]))
         return (scenes.images[args.index:args.index + 1].to(device),
                 (scenes.questions[args.index:args.index + 1].to(device),), scenes.evidence_masks[args.index])
-    scenes = data.make_shape_scenes(args.index + 1, seed=0)
-    return scenes.images[args.index:args.index + 1].to(device), (), scenes.masks[args.index]
+    shapes = data.make_shape_scenes(args.index + 1, seed=0)
+    return shapes.images[args.index:args.index + 1].to(device), (), shapes.masks[args.index]
 
 
 def reproduce_command(argv: Sequence[str]) -> int:
@@ -75,7 +76,7 @@ def reproduce_command(argv: Sequence[str]) -> int:
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"explain": explain_command, "reproduce": reproduce_command}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch to a subcommand: ``explain`` or ``reproduce``."""
     parser = argparse.ArgumentParser(prog="python -m cam_lib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -11,8 +11,8 @@ The verdict is "better" or "worse" when the interval excludes 0, and "tie" when 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from statistics import NormalDist
-from typing import Sequence
 
 import pandas as pd
 import torch

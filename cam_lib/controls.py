@@ -12,7 +12,7 @@ same upsampling and min-max normalisation (``maps.saliency``) and the same metri
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +60,7 @@ def constant(evidence: Tensor, image_ids: Tensor, size: tuple[int, int], seed: i
     return torch.ones(len(evidence), *size, device=evidence.device)
 
 
-def saliency(name: str, evidence: Tensor, size: tuple[int, int], image_ids: Tensor | None = None,
+def saliency(name: str, evidence: Tensor, size: tuple[int, ...], image_ids: Tensor | None = None,
              seed: int = 0) -> Tensor:
     """Control ``name``'s saliency ``[B, H, W]``: its ``h x w`` map upsampled and normalised like a CAM's.
 
@@ -73,7 +73,7 @@ def saliency(name: str, evidence: Tensor, size: tuple[int, int], image_ids: Tens
     if not isinstance(evidence, Tensor) or evidence.ndim != 3:
         raise ValueError(f"evidence must be masks [B, H, W]; got {tuple(getattr(evidence, 'shape', ()))}")
     image_ids = torch.arange(len(evidence)) if image_ids is None else torch.as_tensor(image_ids).reshape(-1)
-    cam = CONTROLS[name](evidence, image_ids, tuple(size), seed)
+    cam = CONTROLS[name](evidence, image_ids, (size[0], size[1]), seed)
     return maps.saliency(cam.to(evidence.device, torch.float32), evidence.shape[-2:])
 
 

@@ -319,9 +319,8 @@ def _class_instance(labels: Tensor, is_second: bool, two: Tensor, generator: tor
     """The class-defining object (a random colour unless given); a scene with two instances puts them in
     opposite halves."""
     n = len(labels)
-    single_radius = _uniform(*single_radius, (n,), generator)
-    pair_radius = _uniform(*pair_radius, (n,), generator)
-    radius = torch.where(two, pair_radius, single_radius)
+    single, pair = _uniform(*single_radius, (n,), generator), _uniform(*pair_radius, (n,), generator)
+    radius = torch.where(two, pair, single)
     free_centre = radius[:, None] + torch.rand((n, 2), generator=generator) * (IMAGE_SIZE - 2 * radius[:, None])
     # For pairs: one coordinate confined to a half (left/right or top/bottom), the other free.
     half = IMAGE_SIZE / 2
@@ -624,14 +623,14 @@ def _vqa_chunk(n: int, generator: torch.Generator) -> VQAScenes:
     """Draw one chunk of scenes, then pick a well-posed question for each (vectorised)."""
     present, column, shapes, colours, radii, angles, centres = _vqa_objects(n, generator)
     canvas = 0.48 + 0.03 * torch.randn((n, 3, IMAGE_SIZE, IMAGE_SIZE), generator=generator)
-    object_pixels = []
+    coverages = []
     for slot in range(_MAX_OBJECTS):
         objects = _Objects(shape=shapes[:, slot], texture=torch.full((n,), SOLID),
                            centre=centres[:, slot], radius=radii[:, slot], angle=angles[:, slot],
                            colour=_PALETTE[colours[:, slot]], present=present[:, slot])
         canvas, coverage = _paint(canvas, objects)
-        object_pixels.append(coverage > 0.5)
-    object_pixels = torch.stack(object_pixels, 1)  # [B, O, H, W]
+        coverages.append(coverage > 0.5)
+    object_pixels = torch.stack(coverages, 1)  # [B, O, H, W]
 
     shape_hot = F.one_hot(shapes, len(VQA_SHAPES)) * present[..., None]     # [B, O, S]
     colour_hot = F.one_hot(colours, len(VQA_COLOURS)) * present[..., None]  # [B, O, C]

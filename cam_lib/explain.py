@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
-from typing import Optional, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
-from . import maps
+from . import maps, smoothing
 from .game import ChannelGame
+from .layout import Reshape, get_layout, reshaped, suggestion
 from .methods import METHODS
+from .runtime import model_device
 from .split import GraphSplit, HookSplit, resolve_layer, spatial_layers, split_model, warn_hooks
 from .state import evaluating
-from .utility import get_utility
+from .utility import CallableUtility, OutputUtility, resolve, tensor_leaves, utility_name
 
 
 @dataclass(frozen=True)
@@ -21,16 +24,17 @@ class Explanation:
     """What a CAM method says about a batch of images (all tensors detached, on the model's device)."""
 
     method: str
-    utility: str
+    utility: str         # the utility's name: "logit", or a callable's name / __name__
     layer: str
     alpha: Tensor        # [B, K] channel coefficients (element-wise methods: per-channel sums of their terms)
     activations: Tensor  # [B, K, h, w] the maps A_k
     cam: Tensor          # [B, h, w] ReLU(sum_k alpha_k A_k), before upsampling
     saliency: Tensor     # [B, H, W] bilinear to the input size, min-max per image to [0, 1]
-    target: Tensor       # [B] explained class c
+    target: Tensor       # [B] explained class c (-1 with a callable utility, which picks its own output)
     score: Tensor        # [B] v(N) = u(F(A))
     baseline: Tensor     # [B] v(empty) = u(F(0))
-    stderr: Optional[Tensor] = None  # [B, K] standard error of alpha (SHAP-CAM)
+    stderr: Tensor | None = None  # [B, K] standard error of alpha (SHAP-CAM)
+    utility_function: Callable | None = field(default=None, repr=False, compare=False)  # a callable utility
 
     @property
     def local_accuracy_gap(self) -> Tensor:
@@ -46,28 +50,34 @@ class Explainer:
 
     ``explain`` builds one per call; keep one yourself to pay for tracing once.
     Extra model inputs (a VQA question) are passed per call as ``extra_inputs`` and held fixed:
-    the model is called as ``model(images, *extra_inputs)``.
+    the model is called as ``model(images, *extra_inputs)``. ``reshape`` reads a layer whose output is
+    not ``[B, K, h, w]`` as maps: ``"vit"`` (tokens), ``"channels-last"`` or a pair (``cam_lib.layout``).
     """
 
-    def __init__(self, model: nn.Module, layer: str | nn.Module, trace: bool = True):
+    def __init__(self, model: nn.Module, layer: str | nn.Module, trace: bool = True, reshape: Reshape = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
         self.model = model
         self.layer, _ = resolve_layer(model, layer)
+        self.layout = get_layout(reshape)
         self.split: GraphSplit | HookSplit = split_model(model, self.layer, trace)
         self._checked = not isinstance(self.split, GraphSplit)
 
     @property
     def device(self) -> torch.device:
-        parameter = next(self.model.parameters(), None)
-        return parameter.device if parameter is not None else torch.device("cpu")
+        return model_device(self.model)
 
-    def __call__(self, images: Tensor, method: str = "lift", target: Optional[int | Sequence[int] | Tensor] = None,
-                 utility: str = "logit", batch_size: int = 1024, extra_inputs: tuple = (), **options) -> Explanation:
+    def __call__(self, images: Tensor, method: str = "lift", target: int | Sequence[int] | Tensor | None = None,
+                 utility: str | OutputUtility = "logit", batch_size: int = 1024, extra_inputs: tuple = (),
+                 aug_smooth: bool = False, eigen_smooth: bool = False, **options) -> Explanation:
         name = method.lower() if isinstance(method, str) else method
         if name not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
         _check_options(name, options)
+        smoothing.check_flags(aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+        if aug_smooth:  # grad-cam's options (cam_lib.smoothing): six augmented images, then their mean map
+            return smoothing.augmented(self, images, name, target, utility, batch_size=batch_size,
+                                       extra_inputs=extra_inputs, eigen_smooth=eigen_smooth, **options)
         with evaluating(self.model):
             game = self.game(images, target, utility, batch_size, extra_inputs)
             images, target = game.images, game.target
@@ -77,19 +87,26 @@ class Explainer:
                 cam, alpha = alpha.sum(1).relu(), alpha.sum((2, 3))
             else:
                 cam = maps.channel_map(alpha, game.activations)
+            if eigen_smooth:
+                cam = smoothing.eigen_smooth(result[0] if isinstance(result, tuple) else result, game.activations)
             return Explanation(
-                method=name, utility=utility.lower(), layer=self.layer, alpha=alpha.detach(),
+                method=name, utility=utility_name(utility), layer=self.layer, alpha=alpha.detach(),
                 activations=game.activations, cam=cam.detach(), saliency=maps.saliency(cam.detach(), images.shape[-2:]),
                 target=target, score=game.score, baseline=game.baseline,
-                stderr=None if stderr is None else stderr.detach())
+                stderr=None if stderr is None else stderr.detach(),
+                utility_function=None if isinstance(utility, str) else utility)
 
-    def game(self, images: Tensor, target: Optional[int | Sequence[int] | Tensor] = None, utility: str = "logit",
-             batch_size: int = 1024, extra_inputs: tuple = ()) -> ChannelGame:
+    def game(self, images: Tensor, target: int | Sequence[int] | Tensor | None = None,
+             utility: str | OutputUtility = "logit", batch_size: int = 1024, extra_inputs: tuple = ()) -> ChannelGame:
         """The channel game ``v(S) = u(F(A_S))`` of a batch, checked like ``__call__``'s input.
 
         Evaluate it with the model in eval mode (``cam_lib.state.evaluating(model)``), as methods do.
         """
-        utility_fn = get_utility(utility)
+        utility_fn = resolve(utility)
+        if isinstance(utility_fn, CallableUtility) and target is not None:
+            raise ValueError(f"target={target!r} names a class of the logits, but the callable utility "
+                             f"{utility_fn.name!r} picks its own output: drop target=, and put the class in the "
+                             "utility (lambda y: y[:, c], or cam_lib.utility.segmentation(c))")
         images, extra_inputs = _check_images(images, extra_inputs, self.device)
         with evaluating(self.model):
             try:
@@ -100,13 +117,17 @@ class Explainer:
                 raise ValueError(f"the model cannot read images of shape {tuple(images.shape)}: {error}. "
                                  "Give the images the channel count the model's first layer expects "
                                  "(grayscale to RGB: images.expand(-1, 3, -1, -1)).") from None
-            _check_activations(cut.activations, self.layer, self.model, images, extra_inputs)
+            _check_activations(cut.activations, self.layer, self.model, images, extra_inputs, self.layout is None)
             with torch.no_grad():
-                logits = cut.head(cut.activations)
-        return ChannelGame(cut, utility_fn, _check_target(target, logits), images, batch_size, logits)
+                outputs = cut.head(cut.activations)
+        if isinstance(utility_fn, CallableUtility):
+            target = torch.full((len(images),), -1, dtype=torch.long, device=images.device)
+        else:
+            target = _check_target(target, outputs)
+        return ChannelGame(cut, utility_fn, target, images, batch_size, outputs)
 
     def _cut(self, images: Tensor, extra_inputs: tuple):
-        """Cut the batch; on the first call check the traced head against the model itself."""
+        """Cut the batch (laid out as maps by ``reshape``); on the first call check the traced head."""
         if not self._checked:
             one = torch.zeros(2, dtype=torch.long, device=images.device)
             with torch.no_grad():  # outside the try: an input the model itself cannot read is the caller's error
@@ -115,33 +136,49 @@ class Explainer:
                 cut = self.split(images, extra_inputs)
                 with torch.no_grad():
                     traced = cut.head(cut.activations[one], one)
-                gap = float((traced - direct).abs().max())
-                # relative to the outputs' scale: convolution kernels differ with the batch size by ~1e-6
-                agrees = gap <= TRACE_TOLERANCE * (1 + float(direct.abs().max()))
-                reason = f"the traced head differs from the model by {gap:.3g} on this input"
+                agrees, reason = _outputs_agree(traced, direct)
             except Exception as error:  # a traced graph that cannot run on new batches: use hooks
                 agrees, reason = False, f"the traced head fails on this input ({type(error).__name__}: {error})"
             self._checked = True
             if agrees:
-                return cut
+                return reshaped(cut, self.layout)
             warn_hooks(self.model, reason)
             self.split = HookSplit(self.model, self.layer, self.model.get_submodule(self.layer))
-        return self.split(images, extra_inputs)
+        return reshaped(self.split(images, extra_inputs), self.layout)
+
+
+def _outputs_agree(traced: object, direct: object) -> tuple[bool, str]:
+    """Do two outputs (tensors, or tuples/dicts of them) agree, every tensor to ``TRACE_TOLERANCE`` of the scale?"""
+    traced_leaves, direct_leaves = tensor_leaves(traced), tensor_leaves(direct)
+    keys = [list(value) if isinstance(value, Mapping) else None for value in (traced, direct)]
+    if [leaf.shape for leaf in traced_leaves] != [leaf.shape for leaf in direct_leaves] or keys[0] != keys[1]:
+        return False, "the traced head returns outputs of another structure or shape than the model"
+    gap = max(float((a - b).abs().max()) for a, b in zip(traced_leaves, direct_leaves, strict=True))
+    # relative to the outputs' scale: convolution kernels differ with the batch size by ~1e-6
+    scale = max(float(leaf.abs().max()) for leaf in direct_leaves)
+    return gap <= TRACE_TOLERANCE * (1 + scale), f"the traced head differs from the model by {gap:.3g} on this input"
 
 
 def explain(model: nn.Module, images: Tensor, layer: str | nn.Module, method: str = "lift",
-            target: Optional[int | Sequence[int] | Tensor] = None, utility: str = "logit", **options) -> Explanation:
+            target: int | Sequence[int] | Tensor | None = None, utility: str | OutputUtility = "logit",
+            **options) -> Explanation:
     """Explain ``model``'s decision on ``images`` ``[B, C, H, W]`` with CAM ``method`` at ``layer``.
 
-    ``target``: None (the predicted class), an int, or B ints. ``utility``: "logit", "softmax" or "rest".
+    ``target``: None (the predicted class), an int, or B ints. ``utility``: "logit", "softmax", "rest", or
+    any differentiable function ``outputs -> [B]`` of what the model returns (``cam_lib.utility`` has
+    segmentation, regression, embedding and Finer-CAM ones); a callable picks its own output, so it takes
+    no ``target``, and the model may then return anything (a dict, a tuple, one value per image).
     Options: ``batch_size`` (coalitions per head call), ``extra_inputs`` (other model inputs, held fixed),
-    ``trace=False`` (use hooks instead of torch.fx), and the method's own (``n_permutations``, ``seed``).
+    ``trace=False`` (use hooks instead of torch.fx), ``reshape`` (``"vit"`` for a transformer's tokens,
+    ``"channels-last"`` for ``[B, H, W, C]`` maps, or a pair ``(to_maps, from_maps)``: ``cam_lib.layout``),
+    grad-cam's ``aug_smooth`` and ``eigen_smooth`` (``cam_lib.smoothing``), and the method's own
+    (``n_permutations``, ``seed``).
 
     >>> exp = explain(model, images, "layer4", method="lift")  # doctest: +SKIP
     >>> exp.saliency.shape, exp.local_accuracy_gap  # doctest: +SKIP
     """
-    trace = options.pop("trace", True)
-    return Explainer(model, layer, trace)(images, method, target, utility, **options)
+    trace, reshape = options.pop("trace", True), options.pop("reshape", None)
+    return Explainer(model, layer, trace, reshape)(images, method, target, utility, **options)
 
 
 def _check_options(name: str, options: dict) -> None:
@@ -172,20 +209,27 @@ def _check_images(images: Tensor, extra_inputs: tuple, device: torch.device) -> 
     return images.detach().clone().to(device), tuple(extra.to(device) for extra in extra_inputs)
 
 
-def _check_activations(activations: Tensor, layer: str, model: nn.Module, images: Tensor, extra: tuple) -> None:
-    """CAM needs a spatial map ``[B, K, h, w]`` at the layer."""
+def _check_activations(activations: Tensor, layer: str, model: nn.Module, images: Tensor, extra: tuple,
+                       advise: bool) -> None:
+    """CAM needs a spatial map ``[B, K, h, w]`` at the layer; without ``reshape``, advise one where the shape fits."""
+    shape = tuple(activations.shape) if isinstance(activations, Tensor) else type(activations).__name__
+    hint = suggestion(shape) if advise and isinstance(activations, Tensor) else ""
     if not isinstance(activations, Tensor) or activations.ndim != 4:
-        shape = tuple(activations.shape) if isinstance(activations, Tensor) else type(activations).__name__
         candidates = [name for name, _ in spatial_layers(model, images, extra)][-5:]
         raise ValueError(f"layer {layer!r} outputs {shape}, but CAM needs a spatial map [B, K, h, w]; "
-                         f"layers with spatial output include {candidates}")
+                         f"layers with spatial output include {candidates}.{hint}")
+    if hint:
+        warnings.warn(f"cam_lib: layer {layer!r} outputs {shape}, read as [B, K, h, w].{hint}", stacklevel=4)
 
 
-def _check_target(target: Optional[int | Sequence[int] | Tensor], logits: Tensor) -> Tensor:
+def _check_target(target: int | Sequence[int] | Tensor | None, logits: object) -> Tensor:
     """``[B]`` class indices: the predicted class by default; checked against the number of classes."""
+    if not isinstance(logits, Tensor) or logits.ndim != 2:
+        got = f"shape {tuple(logits.shape)}" if isinstance(logits, Tensor) else f"a {type(logits).__name__}"
+        raise ValueError(f"utilities 'logit', 'softmax' and 'rest' need logits [B, classes]; the model returns "
+                         f"{got}. Pass utility=a function outputs -> [B] (cam_lib.utility.segmentation, output_unit, "
+                         "cosine_similarity, or your own)")
     batch, classes = logits.shape[0], logits.shape[-1]
-    if logits.ndim != 2:
-        raise ValueError(f"the model must return logits [B, classes]; got shape {tuple(logits.shape)}")
     if target is None:
         return logits.argmax(1)
     target = torch.as_tensor(target, device=logits.device)

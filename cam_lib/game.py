@@ -7,37 +7,50 @@
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from .deeplift import rescale_rule, utility_multiplier
+from .deeplift import rescale_rule, utility_multiplier, warn_uncovered
 from .split import Cut
-from .utility import Utility, is_linear
+from .utility import CallableUtility, Utility, is_linear, tensor_leaves
 
 
 class ChannelGame:
-    """The game of one batch of images, with everything a CAM method may ask of it."""
+    """The game of one batch of images, with everything a CAM method may ask of it.
 
-    def __init__(self, cut: Cut, utility: Utility, target: Tensor, images: Tensor, batch_size: int = 1024,
-                 logits: Tensor | None = None):
+    ``utility``: a named utility of logits and ``target`` (the class of each image), or a
+    ``CallableUtility`` of whatever the head returns (then ``target`` is -1: no class).
+    """
+
+    def __init__(self, cut: Cut, utility: Utility | CallableUtility, target: Tensor, images: Tensor,
+                 batch_size: int = 1024, logits: Any = None):
         self.cut, self.utility, self.target, self.images = cut, utility, target, images
         self.batch_size = batch_size
         self.activations = cut.activations.detach()
         if logits is not None:  # F(A) is already known: v(N) costs nothing
-            self.score = utility(logits, target)
+            self.score = self.payoff(logits)
 
     @property
     def num_players(self) -> int:
         return self.activations.shape[1]
 
+    def payoff(self, outputs: Any, rows: Tensor | None = None) -> Tensor:
+        """``u(y)`` of a batch of outputs (logits, or whatever the model returns); row ``i`` is image ``rows[i]``."""
+        if rows is None:
+            rows = torch.arange(len(self.target), device=self.target.device)
+        if isinstance(self.utility, CallableUtility):
+            return self.utility(outputs, rows)
+        return self.utility(outputs, self.target[rows])
+
     def value(self, activations: Tensor, rows: Tensor | None = None) -> Tensor:
         """``u(F(A'))`` for a batch of activations (row ``i`` belongs to image ``rows[i]``)."""
-        target = self.target if rows is None else self.target[rows]
-        return self.utility(self.cut.head(activations, rows), target)
+        return self.payoff(self.cut.head(activations, rows), rows)
 
     def network_value(self, images: Tensor, rows: Tensor) -> Tensor:
         """``u(f(x'))`` of the whole network on new images (row ``i`` from image ``rows[i]``)."""
-        return self.utility(self.cut.network(images, rows), self.target[rows])
+        return self.payoff(self.cut.network(images, rows), rows)
 
     @cached_property
     def score(self) -> Tensor:
@@ -56,7 +69,21 @@ class ChannelGame:
         """``g = du/dA``, one backward pass through the head."""
         activations = self.activations.clone().requires_grad_()
         with torch.enable_grad():
-            grad, = torch.autograd.grad(self.value(activations).sum(), activations)
+            value = self.value(activations)
+            if not value.requires_grad:  # u reads only outputs the layer does not reach: a null game
+                return torch.zeros_like(activations)
+            grad, = torch.autograd.grad(value.sum(), activations)
+        return grad
+
+    def gradient_of(self, images: Tensor) -> Tensor:
+        """``du/dA`` at the layer for other images of the batch (a noisy copy ``x + delta``), same targets.
+
+        One forward and one backward of the network: the copy is a different game, with its own players.
+        """
+        cut = self.cut.recut(images)
+        activations = cut.activations.detach().clone().requires_grad_()
+        with torch.enable_grad():
+            grad, = torch.autograd.grad(self.payoff(cut.head(activations)).sum(), activations)
         return grad
 
     def gradient_and_hvp(self) -> tuple[Tensor, Tensor]:
@@ -66,7 +93,10 @@ class ChannelGame:
         """
         activations = self.activations.clone().requires_grad_()
         with torch.enable_grad():
-            grad, = torch.autograd.grad(self.value(activations).sum(), activations, create_graph=True)
+            value = self.value(activations)
+            if not value.requires_grad:  # a null game
+                return torch.zeros_like(activations), torch.zeros_like(activations)
+            grad, = torch.autograd.grad(value.sum(), activations, create_graph=True)
             if not grad.requires_grad:  # g does not depend on A (an affine head, a linear u): H = 0
                 return grad.detach(), torch.zeros_like(grad)
             hvp, = torch.autograd.grad(grad, activations, grad_outputs=self.activations, allow_unused=True)
@@ -74,15 +104,21 @@ class ChannelGame:
 
     def deeplift_multipliers(self) -> Tensor:
         """DeepLIFT-Rescale multipliers ``m = C(dA -> du) / dA`` through the head, reference ``A = 0``."""
+        warn_uncovered(self.cut.uncovered)
         batch = self.activations.shape[0]
         pair = torch.cat([self.activations, torch.zeros_like(self.activations)]).requires_grad_()
         rows = torch.arange(batch, device=pair.device).repeat(2)
         with torch.enable_grad(), rescale_rule():
-            logits = self.cut.head(pair, rows)
+            outputs = self.cut.head(pair, rows)
         with torch.enable_grad():
-            values = self.utility(logits, self.target[rows])
-            multiplier, = torch.autograd.grad(logits[:batch], pair, utility_multiplier(logits, values))
-        return multiplier[:batch]
+            values = self.payoff(outputs, rows)
+            if not values.requires_grad:  # a null game
+                return torch.zeros_like(self.activations)
+            # every output tensor the activations reach (an auxiliary head before the layer reaches none)
+            leaves = [leaf for leaf in tensor_leaves(outputs) if leaf.requires_grad]
+            multiplier, = torch.autograd.grad([leaf[:batch] for leaf in leaves], pair,
+                                              utility_multiplier(leaves, values), allow_unused=True)
+        return torch.zeros_like(self.activations) if multiplier is None else multiplier[:batch]
 
     def coalition_values(self, masks: Tensor) -> Tensor:
         """``v(S)`` for the same coalitions ``masks`` ``[n, K]`` (1 = present) in every image: ``[B, n]``."""
@@ -145,5 +181,5 @@ class ChannelGame:
                 return z[:, 0]
             rows = torch.full((len(z),), image, device=z.device)
             logits = self.cut.additive.logits(z, self.cut.tail_skips(rows), self._additive[2])
-            return self.utility(logits, self.target[rows])
+            return self.payoff(logits, rows)
 

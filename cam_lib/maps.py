@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .numerics import safe_divide
+
 
 def channel_map(alpha: Tensor, activations: Tensor) -> Tensor:
     """``L = ReLU(sum_k alpha_k A_k)``: ``[B, K]`` and ``[B, K, h, w]`` give ``[B, h, w]``."""
@@ -16,11 +18,10 @@ def minmax(maps: Tensor) -> Tensor:
     flat = maps.flatten(-2)
     low, high = flat.amin(-1, keepdim=True), flat.amax(-1, keepdim=True)
     span = high - low
-    scaled = (flat - low) / torch.where(span > 0, span, torch.ones_like(span))
-    return torch.where(span > 0, scaled, torch.zeros_like(flat)).view_as(maps)
+    return safe_divide(flat - low, span).view_as(maps)
 
 
-def saliency(cam: Tensor, size: tuple[int, int]) -> Tensor:
+def saliency(cam: Tensor, size: tuple[int, ...]) -> Tensor:
     """``s(up(L))``: bilinear upsampling of ``[B, h, w]`` maps to ``size``, then min-max per map."""
     upsampled = F.interpolate(cam[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
     return minmax(upsampled)

@@ -2,6 +2,8 @@
 
 Masking is done on the normalised input (0 = the dataset's mean colour) and scores are softmax
 probabilities of the explained class ``c``: ``Y = p_c(x)``, ``O = p_c(x * S)``, ``D = p_c(x * (1 - S))``.
+With a callable utility (``explain(..., utility=u)``) the scores are ``u(f(x'))`` instead, and the metrics
+that need class probabilities (ROAD, whose combined score and ARCC assume ``p_c`` in [0, 1]) refuse it.
 Per-image values are in the papers' units: percent for IC, AD, ADD, the pointing games, Coherency and
 Complexity (the ShapleyCAM paper's x100), [0, 1] for insertion and deletion AUC and ROAD, [-1, 1] for the
 correlations. ``summarise`` turns them into means with 95 % bootstrap intervals, and adds the metrics that
@@ -17,9 +19,10 @@ needs; adding a metric is one decorated function here.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable, Optional, Sequence
+from typing import Any, TypeVar, cast
 
 import pandas as pd
 import torch
@@ -30,7 +33,10 @@ from torchvision.transforms.functional import gaussian_blur
 from .explain import Explainer, Explanation
 from .game import ChannelGame
 from .imputation import noisy_linear_imputation
+from .numerics import safe_divide
+from .runtime import model_device
 from .state import evaluating
+from .utility import CallableUtility, OutputUtility
 
 INSERTION_STARTS = ("zeros", "blur")
 ROAD_PERCENTAGES = (10, 20, 30, 40, 50, 60, 70, 80, 90)  # Rong et al. 2022
@@ -41,15 +47,21 @@ ROAD_PERCENTAGES = (10, 20, 30, 40, 50, 60, 70, 80, 90)  # Rong et al. 2022
 # ---------------------------------------------------------------------------------------------
 
 def class_probability(model: nn.Module, images: Tensor, target: Tensor, extra_inputs: tuple = (),
-                      rows: Optional[Tensor] = None, batch_size: int = 256) -> Tensor:
-    """``p_c(x) = softmax(f(x))_c`` for each image, in batches, without gradients.
+                      rows: Tensor | None = None, batch_size: int = 256,
+                      utility: CallableUtility | None = None) -> Tensor:
+    """``p_c(x) = softmax(f(x))_c`` for each image (``u(f(x))`` with a callable ``utility``), in batches,
+    without gradients.
 
     Row ``i`` of ``images`` is a (masked) copy of image ``rows[i]``: its class and extra inputs come from there.
     """
     rows = torch.arange(len(images), device=images.device) if rows is None else rows
+
+    def score(outputs: Any, index: Tensor) -> Tensor:
+        if utility is not None:
+            return utility(outputs, index)
+        return outputs.softmax(1).gather(1, target[index, None])[:, 0]
     with evaluating(model), torch.no_grad():
-        return torch.cat([model(chunk, *(extra[index] for extra in extra_inputs)).softmax(1)
-                          .gather(1, target[index, None])[:, 0]
+        return torch.cat([score(model(chunk, *(extra[index] for extra in extra_inputs)), index)
                           for chunk, index in zip(images.split(batch_size), rows.split(batch_size))])
 
 
@@ -72,12 +84,14 @@ def blurred(images: Tensor, kernel_size: int = 11, sigma: float = 5.0) -> Tensor
 
 def insertion_deletion_curves(model: nn.Module, images: Tensor, saliency: Tensor, target: Tensor,
                               extra_inputs: tuple = (), steps: int = 41, start: str = "zeros",
-                              batch_size: int = 256) -> tuple[Tensor, Tensor]:
+                              batch_size: int = 256, utility: CallableUtility | None = None
+                              ) -> tuple[Tensor, Tensor]:
     """Scores ``[B, T]`` as the top ``delta`` of pixels are inserted into a blank (or blurred) image,
     and as they are deleted from ``x``, for ``delta = 0, 1/(T-1), ..., 1`` (LIFT-CAM: T = 41).
 
     Insertion: ``p_c(x * M + x0 * (1 - M))``, ``x0 = 0`` or ``blur(x)``; deletion: ``p_c(x * (1 - M))``.
-    All steps of ``max(1, batch_size // T)`` images go through the model in one pass.
+    All steps of ``max(1, batch_size // T)`` images go through the model in one pass; a callable ``utility``
+    scores ``u`` in place of ``p_c``.
     """
     if start not in INSERTION_STARTS:
         raise ValueError(f"insertion start must be one of {INSERTION_STARTS}, got {start!r}")
@@ -91,7 +105,7 @@ def insertion_deletion_curves(model: nn.Module, images: Tensor, saliency: Tensor
         inserted = (x * masks + x0 * (1 - masks)).flatten(0, 1)
         deleted = (x * (1 - masks)).flatten(0, 1)
         scores = class_probability(model, torch.cat([inserted, deleted]), target, extra_inputs,
-                                   rows.repeat(2), batch_size).view(2, len(index), steps)
+                                   rows.repeat(2), batch_size, utility).view(2, len(index), steps)
         insertion.append(scores[0])
         deletion.append(scores[1])
     return torch.cat(insertion), torch.cat(deletion)
@@ -133,10 +147,10 @@ def energy_pointing_game(saliency: Tensor, region: Tensor) -> Tensor:
     region = region.to(saliency)
     inside, total = (saliency * region).sum((-2, -1)), saliency.sum((-2, -1))
     uniform = region.mean((-2, -1))
-    return 100 * torch.where(total > 0, inside / torch.where(total > 0, total, 1.0), uniform)
+    return 100 * safe_divide(inside, total, uniform)
 
 
-def boxes_to_masks(boxes: Sequence[Tensor] | Tensor, size: tuple[int, int]) -> Tensor:
+def boxes_to_masks(boxes: Sequence[Tensor] | Tensor, size: tuple[int, ...]) -> Tensor:
     """Union of each image's boxes ``(x0, y0, x1, y1)`` (pixels, exclusive ends) as ``[B, H, W]`` 0/1 masks.
 
     ``boxes``: a list of ``[n_i, 4]`` tensors, or one ``[B, n, 4]`` tensor padded with empty boxes.
@@ -163,7 +177,7 @@ def pearson(first: Tensor, second: Tensor) -> Tensor:
     first, second = first.flatten(1), second.flatten(1)
     first, second = first - first.mean(1, keepdim=True), second - second.mean(1, keepdim=True)
     norms = first.norm(dim=1) * second.norm(dim=1)
-    return torch.where(norms > 0, (first * second).sum(1) / torch.where(norms > 0, norms, 1.0), 0.0)
+    return safe_divide((first * second).sum(1), norms)
 
 
 def coherency(saliency: Tensor, rerun: Tensor) -> Tensor:
@@ -176,15 +190,19 @@ def adcc(drop: Tensor, coherence: Tensor, simplicity: Tensor) -> Tensor:
     """ADCC (Poppi et al. 2021) in percent from AD, Coherency and Complexity in percent (dataset averages):
     ``3 / (1/Coh + 1/(1 - Com) + 1/(1 - AD))``; 0 when any of the three terms is 0."""
     terms = torch.stack([coherence, 100 - simplicity, 100 - drop]) / 100
-    positive = (terms > 0).all(0)
-    harmonic = 3 / (1 / torch.where(terms > 0, terms, 1.0)).sum(0)
-    return 100 * torch.where(positive, harmonic, 0.0)
+    return _harmonic_percent(terms)
+
+
+def _harmonic_percent(terms: Tensor) -> Tensor:
+    """``100 * n / sum_i 1/t_i`` over the first dimension, the harmonic mean in percent; 0 when any ``t_i`` is 0."""
+    reciprocals = safe_divide(torch.ones_like(terms), terms).sum(0)
+    return safe_divide(torch.full_like(reciprocals, 100.0 * len(terms)), reciprocals, defined=(terms > 0).all(0))
 
 
 def cosine_similarity(alpha: Tensor, reference: Tensor) -> Tensor:
     """``alpha . ref / (|alpha| |ref|)`` per image; 0 when either vector is zero."""
     norms = alpha.norm(dim=1) * reference.norm(dim=1)
-    return torch.where(norms > 0, (alpha * reference).sum(1) / torch.where(norms > 0, norms, 1.0), 0.0)
+    return safe_divide((alpha * reference).sum(1), norms)
 
 
 def argmax_pointing_game(saliency: Tensor, region: Tensor, tolerance: int = 0) -> Tensor:
@@ -236,7 +254,8 @@ def random_subsets(count: int, size: int, fraction: float, seed: int, device: to
 
 def patch_subset_drops(model: nn.Module, images: Tensor, target: Tensor, extra_inputs: tuple = (),
                        n_subsets: int = 64, fraction: float = 0.25, patch: int = 4, seed: int = 0,
-                       batch_size: int = 256, full: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+                       batch_size: int = 256, full: Tensor | None = None,
+                       utility: CallableUtility | None = None) -> tuple[Tensor, Tensor]:
     """The model side of faithfulness correlation: ``n_subsets`` random sets ``T`` of ``patch x patch``
     patches as ``[n, H, W]`` 0/1 masks, and the drops ``Y - p_c(x * (1 - 1_T))`` ``[B, n]``. They do not
     depend on the map, so every method scored on the same images can share them (``full``: ``Y`` if known)."""
@@ -248,9 +267,10 @@ def patch_subset_drops(model: nn.Module, images: Tensor, target: Tensor, extra_i
     removed = F.interpolate(cells, size=(height, width), mode="nearest")[:, 0]  # [n, H, W]
     rows = torch.arange(len(images), device=images.device)
     if full is None:
-        full = class_probability(model, images, target, extra_inputs, rows, batch_size)
+        full = class_probability(model, images, target, extra_inputs, rows, batch_size, utility)
     dropped = torch.cat([class_probability(model, (images[index, None] * (1 - removed[None, :, None])).flatten(0, 1),
-                                           target, extra_inputs, index.repeat_interleave(n_subsets), batch_size)
+                                           target, extra_inputs, index.repeat_interleave(n_subsets), batch_size,
+                                           utility)
                          .view(len(index), n_subsets)
                          for index in rows.split(max(1, batch_size // n_subsets))])
     return removed, full[:, None] - dropped
@@ -259,7 +279,7 @@ def patch_subset_drops(model: nn.Module, images: Tensor, target: Tensor, extra_i
 def faithfulness_correlation(model: nn.Module, images: Tensor, saliency: Tensor, target: Tensor,
                              extra_inputs: tuple = (), n_subsets: int = 64, fraction: float = 0.25,
                              patch: int = 4, seed: int = 0, batch_size: int = 256,
-                             drops: Optional[tuple[Tensor, Tensor]] = None) -> Tensor:
+                             drops: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """Faithfulness correlation (Bhatt et al. 2020; Sensitivity-N of Ancona et al. 2018 with
     ``N = fraction`` of the patches): per image, the Pearson correlation over ``n_subsets`` random sets
     ``T`` of ``patch x patch`` patches between ``sum_{i in T} S_i`` and ``Y - p_c(x * (1 - 1_T))``.
@@ -287,14 +307,15 @@ def arcc(coherence: Tensor, simplicity: Tensor, road_combined: Tensor) -> Tensor
     ``3 / (1/Coh + 1/(1 - Com) + 1/R)`` with ``R = clip(2 ROAD, 0, 1)``, ADCC with ROAD in place of AD;
     0 when any of the three terms is 0."""
     terms = torch.stack([coherence / 100, 1 - simplicity / 100, (2 * road_combined).clamp(0, 1)])
-    positive = (terms > 0).all(0)
-    harmonic = 3 / (1 / torch.where(terms > 0, terms, 1.0)).sum(0)
-    return 100 * torch.where(positive, harmonic, 0.0)
+    return _harmonic_percent(terms)
 
 
 # ---------------------------------------------------------------------------------------------
 # The registry
 # ---------------------------------------------------------------------------------------------
+
+Shared = TypeVar("Shared")  # a map-free pass kept in ``Scoring.shared``
+
 
 @dataclass
 class Scoring:
@@ -306,12 +327,12 @@ class Scoring:
     saliency: Tensor
     target: Tensor
     extra_inputs: tuple = ()
-    explanation: Optional[Explanation] = None
-    rerun: Optional[Callable[[Tensor], Tensor]] = None
-    explainer: Optional[Explainer] = None
-    boxes: Optional[Tensor] = None
-    masks: Optional[Tensor] = None
-    reference_alpha: Optional[Tensor] = None
+    explanation: Explanation | None = None
+    rerun: Callable[[Tensor], Tensor] | None = None
+    explainer: Explainer | None = None
+    boxes: Sequence[Tensor] | Tensor | None = None
+    masks: Tensor | None = None
+    reference_alpha: Tensor | None = None
     steps: int = 41
     insertion_start: str = "zeros"
     road_percentages: Sequence[float] = ROAD_PERCENTAGES
@@ -322,16 +343,17 @@ class Scoring:
     pointing_tolerance: int = 0
     seed: int = 0
     batch_size: int = 256
-    shared: Optional[dict] = None
+    shared: dict | None = None
+    utility: CallableUtility | None = None  # scores u(f(x')) instead of p_c
 
-    def map_free(self, key: tuple, compute: Callable[[], object]) -> object:
+    def map_free(self, key: tuple, compute: Callable[[], Shared]) -> Shared:
         """A pass that does not depend on the map, read from ``shared`` when another method already made it
         for these images and targets (``evaluate`` checks they are the same), computed and stored otherwise."""
         if self.shared is None:
             return compute()
         if key not in self.shared:
             self.shared[key] = compute()
-        return self.shared[key]
+        return cast(Shared, self.shared[key])
 
     @cached_property
     def rows(self) -> Tensor:
@@ -341,7 +363,8 @@ class Scoring:
     def full(self) -> Tensor:
         """``Y = p_c(x)`` ``[B]``, the same for every map of these images."""
         return self.map_free(("Y",), lambda: class_probability(self.model, self.images, self.target,
-                                                                self.extra_inputs, self.rows, self.batch_size))
+                                                                self.extra_inputs, self.rows, self.batch_size,
+                                                                self.utility))
 
     @cached_property
     def probabilities(self) -> Tensor:
@@ -349,13 +372,13 @@ class Scoring:
         full = self.full
         masked = torch.cat([self.images * self.saliency[:, None], self.images * (1 - self.saliency[:, None])])
         kept_removed = class_probability(self.model, masked, self.target, self.extra_inputs, self.rows.repeat(2),
-                                         self.batch_size).view(2, -1)
+                                         self.batch_size, self.utility).view(2, -1)
         return torch.cat([full[None], kept_removed])
 
     @cached_property
     def curves(self) -> tuple[Tensor, Tensor]:
         return insertion_deletion_curves(self.model, self.images, self.saliency, self.target, self.extra_inputs,
-                                         self.steps, self.insertion_start, self.batch_size)
+                                         self.steps, self.insertion_start, self.batch_size, self.utility)
 
     @cached_property
     def road(self) -> tuple[Tensor, Tensor]:
@@ -364,14 +387,32 @@ class Scoring:
 
     @cached_property
     def region_boxes(self) -> Tensor:
+        assert self.boxes is not None  # a metric that needs boxes is refused without them (_check_metrics)
         return boxes_to_masks(self.boxes, self.saliency.shape[-2:]).to(self.saliency)
 
     @cached_property
     def region_masks(self) -> Tensor:
+        assert self.masks is not None  # as for boxes
         return _check_masks(self.masks, self.saliency)
 
+    @property
+    def described(self) -> Explanation:
+        """The Explanation being scored, for the metrics registered as needing one."""
+        assert self.explanation is not None  # refused without one (_check_metrics)
+        return self.explanation
+
+    @property
+    def positive_full(self) -> Tensor:
+        """``Y``, checked positive: AD and ADD are drops relative to it."""
+        if self.utility is not None and (self.full <= 0).any():
+            bad = (self.full <= 0).nonzero()[:, 0].tolist()
+            raise ValueError(f"AD and ADD are drops relative to Y = u(f(x)), which must be positive; the utility "
+                             f"{self.utility.name!r} gives Y <= 0 on images {bad}. Use insertion/deletion or IC "
+                             "instead")
+        return self.full
+
     def explainer_for(self) -> Explainer:
-        self.explainer = self.explainer or Explainer(self.model, self.explanation.layer)
+        self.explainer = self.explainer or Explainer(self.model, self.described.layer)
         return self.explainer
 
 
@@ -387,9 +428,9 @@ class Metric:
     higher_is_better: bool
     unit: str
     needs: frozenset[str]
-    compute: Optional[Callable[[Scoring], Tensor]] = None
+    compute: Callable[[Scoring], Tensor] | None = None
     combines: tuple[str, ...] = ()
-    combine: Optional[Callable[..., Tensor]] = None
+    combine: Callable[..., Tensor] | None = None
     description: str = ""
 
 
@@ -421,19 +462,19 @@ def _ic(s: Scoring) -> Tensor:
 @register_metric("ad", False, "%")
 def _ad(s: Scoring) -> Tensor:
     """Average Drop: ``max(0, Y - O) / Y`` when only ``x * S`` is kept."""
-    return average_drop(s.probabilities[0], s.probabilities[1])
+    return average_drop(s.positive_full, s.probabilities[1])
 
 
 @register_metric("add", True, "%")
 def _add(s: Scoring) -> Tensor:
     """Average Drop in Deletion (LIFT-CAM): ``(Y - D) / Y`` when ``x * S`` is removed."""
-    return drop_in_deletion(s.probabilities[0], s.probabilities[2])
+    return drop_in_deletion(s.positive_full, s.probabilities[2])
 
 
 @register_metric("add_clamped", True, "%")
 def _add_clamped(s: Scoring) -> Tensor:
     """ADD clamped at 0, as the ShapleyCAM code computes it."""
-    return drop_in_deletion(s.probabilities[0], s.probabilities[2], clamp=True)
+    return drop_in_deletion(s.positive_full, s.probabilities[2], clamp=True)
 
 
 @register_metric("insertion", True, "AUC")
@@ -448,19 +489,19 @@ def _deletion(s: Scoring) -> Tensor:
     return area_under_curve(s.curves[1])
 
 
-@register_metric("road_morf", False, "p_c")
+@register_metric("road_morf", False, "p_c", needs=("probabilities",))
 def _road_morf(s: Scoring) -> Tensor:
     """ROAD, most relevant first: mean p_c after removing the top p % (imputed), over the percentages."""
     return s.road[0].mean(1)
 
 
-@register_metric("road_lerf", True, "p_c")
+@register_metric("road_lerf", True, "p_c", needs=("probabilities",))
 def _road_lerf(s: Scoring) -> Tensor:
     """ROAD, least relevant first: mean p_c after removing the bottom p % (imputed), over the percentages."""
     return s.road[1].mean(1)
 
 
-@register_metric("road", True, "p_c")
+@register_metric("road", True, "p_c", needs=("probabilities",))
 def _road(s: Scoring) -> Tensor:
     """ROAD combined: ``mean_p (LeRF_p - MoRF_p) / 2``, in [-0.5, 0.5]."""
     return (s.road[1] - s.road[0]).mean(1) / 2
@@ -500,6 +541,7 @@ def _complexity(s: Scoring) -> Tensor:
 def _coherency(s: Scoring) -> Tensor:
     """Coherency (Poppi et al. 2021): the map should survive rerunning the method on ``x * S``."""
     masked = s.images * s.saliency[:, None]
+    assert s.rerun is not None  # evaluate sets it, or refuses coherency without it (_check_metrics)
     return coherency(s.saliency, s.rerun(masked))
 
 
@@ -508,15 +550,17 @@ def _faithfulness_correlation(s: Scoring) -> Tensor:
     """Faithfulness correlation / Sensitivity-N on random sets of pixel patches."""
     options = (s.n_subsets, s.subset_fraction, s.patch, s.seed)
     drops = s.map_free(("patch_subset_drops", *options), lambda: patch_subset_drops(
-        s.model, s.images, s.target, s.extra_inputs, *options, s.batch_size, s.full))
+        s.model, s.images, s.target, s.extra_inputs, *options, s.batch_size, s.full, s.utility))
     return faithfulness_correlation(s.model, s.images, s.saliency, s.target, drops=drops)
 
 
 @register_metric("channel_correlation", True, "r", needs=("explanation",))
 def _channel_correlation(s: Scoring) -> Tensor:
     """Faithfulness correlation on random coalitions of channels, the game's own players."""
-    explanation = s.explanation
-    game = s.explainer_for().game(s.images, explanation.target, explanation.utility, extra_inputs=s.extra_inputs)
+    explanation = s.described
+    utility = explanation.utility_function or explanation.utility
+    target = None if explanation.utility_function else explanation.target
+    game = s.explainer_for().game(s.images, target, utility, extra_inputs=s.extra_inputs)
     with evaluating(s.model):
         return channel_correlation(game, explanation.alpha, s.n_subsets, s.subset_fraction, s.seed)
 
@@ -524,13 +568,14 @@ def _channel_correlation(s: Scoring) -> Tensor:
 @register_metric("local_accuracy_gap", False, "|u|", needs=("explanation",))
 def _local_accuracy_gap(s: Scoring) -> Tensor:
     """``|sum_k alpha_k - (v(N) - v(empty))|``: 0 for Shapley values and LIFT-CAM."""
-    return s.explanation.local_accuracy_gap
+    return s.described.local_accuracy_gap
 
 
 @register_metric("cosine", True, "cos", needs=("explanation", "reference_alpha"))
 def _cosine(s: Scoring) -> Tensor:
     """Cosine similarity of alpha to reference coefficients (SHAP-CAM_10000 in the papers)."""
-    return cosine_similarity(s.explanation.alpha, _check_reference(s.reference_alpha, s.explanation.alpha))
+    assert s.reference_alpha is not None  # refused without it (_check_metrics)
+    return cosine_similarity(s.described.alpha, _check_reference(s.reference_alpha, s.described.alpha))
 
 
 register_combination("adcc", True, "%", ("ad", "coherency", "complexity"), adcc)
@@ -542,15 +587,15 @@ register_combination("arcc", True, "%", ("coherency", "complexity", "road"), arc
 # ---------------------------------------------------------------------------------------------
 
 def evaluate(model: nn.Module, images: Tensor, explanation: Explanation | Tensor,
-             metrics: Sequence[str] = ("ic", "ad", "add"), *, target: Optional[Tensor] = None,
-             extra_inputs: tuple = (), boxes: Optional[Sequence[Tensor] | Tensor] = None,
-             masks: Optional[Tensor] = None, reference_alpha: Optional[Tensor] = None,
-             explainer: Optional[Explainer] = None, method_options: Optional[dict] = None,
-             rerun: Optional[Callable[[Tensor], Tensor]] = None, steps: int = 41, insertion_start: str = "zeros",
+             metrics: Sequence[str] = ("ic", "ad", "add"), *, target: Tensor | None = None,
+             extra_inputs: tuple = (), boxes: Sequence[Tensor] | Tensor | None = None,
+             masks: Tensor | None = None, reference_alpha: Tensor | None = None,
+             explainer: Explainer | None = None, method_options: dict | None = None,
+             rerun: Callable[[Tensor], Tensor] | None = None, steps: int = 41, insertion_start: str = "zeros",
              road_percentages: Sequence[float] = ROAD_PERCENTAGES, road_noise: float = 0.01, n_subsets: int = 64,
              subset_fraction: float = 0.25, patch: int = 4, pointing_tolerance: int = 0, seed: int = 0,
-             batch_size: int = 256, timings: Optional[dict[str, float]] = None,
-             shared: Optional[dict] = None) -> pd.DataFrame:
+             batch_size: int = 256, timings: dict[str, float] | None = None,
+             shared: dict | None = None, utility: OutputUtility | None = None) -> pd.DataFrame:
     """Per-image values of ``metrics`` (names in ``METRICS``) for the saliency maps of ``explanation``:
     a tidy DataFrame with columns ``image``, ``metric``, ``value``.
 
@@ -567,24 +612,34 @@ def evaluate(model: nn.Module, images: Tensor, explanation: Explanation | Tensor
     the seconds each metric took added to it (a pass several metrics share is charged to the first).
     ``shared``: a dict kept across calls that score other maps of the *same* images and targets (the runner's
     methods); the passes that do not depend on the map (``Y``, faithfulness correlation's drops) are made once.
+    ``utility``: a callable ``outputs -> [B]`` that scores masked images in place of ``p_c`` (the Explanation's
+    own callable by default); then no ``target``, and the ROAD metrics, which need class probabilities, refuse.
     """
-    metrics = _check_metrics(metrics, explanation, boxes, masks, reference_alpha, rerun)
-    images, extra_inputs, saliency, target = _check_inputs(model, images, explanation, target, extra_inputs)
+    described = explanation if isinstance(explanation, Explanation) else None
+    own = described.utility_function if described is not None else None
+    chosen = utility or own
+    scorer = None if chosen is None else CallableUtility(chosen)
+    if scorer is not None and target is not None:
+        raise ValueError("target= names a class, but the callable utility picks its own output: drop target=")
+    metrics = _check_metrics(metrics, explanation, boxes, masks, reference_alpha, rerun, scorer)
+    images, extra_inputs, saliency, target = _check_inputs(model, images, explanation, target, extra_inputs, scorer)
     if insertion_start not in INSERTION_STARTS:
         raise ValueError(f"insertion start must be one of {INSERTION_STARTS}, got {insertion_start!r}")
-    is_explanation = isinstance(explanation, Explanation)
     _check_shared(shared, images, target, extra_inputs)
-    scoring = Scoring(model, images, saliency, target, extra_inputs, explanation if is_explanation else None,
+    scoring = Scoring(model, images, saliency, target, extra_inputs, described,
                       rerun, explainer, boxes, masks, reference_alpha, steps, insertion_start, road_percentages,
-                      road_noise, n_subsets, subset_fraction, patch, pointing_tolerance, seed, batch_size, shared)
-    if scoring.rerun is None and is_explanation:
+                      road_noise, n_subsets, subset_fraction, patch, pointing_tolerance, seed, batch_size, shared,
+                      scorer)
+    if scoring.rerun is None and described is not None:
         scoring.rerun = lambda masked: scoring.explainer_for()(
-            masked, explanation.method, target, explanation.utility, extra_inputs=extra_inputs,
-            **(method_options or {})).saliency
+            masked, described.method, None if own else target, own or described.utility,
+            extra_inputs=extra_inputs, **(method_options or {})).saliency
     values = {}
     for name in metrics:
         began = time.perf_counter()
-        values[name] = METRICS[name].compute(scoring)
+        compute = METRICS[name].compute
+        assert compute is not None  # _check_metrics refuses dataset-level combinations here
+        values[name] = compute(scoring)
         if timings is not None:
             timings[name] = timings.get(name, 0.0) + time.perf_counter() - began
     return _tidy(values)
@@ -604,7 +659,7 @@ def applicable(metric_names: Sequence[str], has_explanation: bool) -> list[str]:
 
 
 def _check_metrics(metrics: Sequence[str], explanation: Explanation | Tensor, boxes, masks,
-                   reference_alpha, rerun) -> list[str]:
+                   reference_alpha, rerun, utility: CallableUtility | None = None) -> list[str]:
     """Known per-image metric names, each with the inputs it needs."""
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     unknown = [m for m in metrics if m not in METRICS]
@@ -615,6 +670,11 @@ def _check_metrics(metrics: Sequence[str], explanation: Explanation | Tensor, bo
         raise ValueError(f"metrics {combined} are defined on dataset averages: evaluate the metrics they combine "
                          f"({', '.join(sorted({c for m in combined for c in METRICS[m].combines}))}), "
                          "then summarise() adds them")
+    probabilities = sorted(m for m in metrics if "probabilities" in METRICS[m].needs)
+    if utility is not None and probabilities:
+        raise ValueError(f"metrics {probabilities} need class probabilities p_c, and the callable utility "
+                         f"{utility.name!r} gives none; with it use insertion, deletion, ic, ad, add, "
+                         "faithfulness_correlation or the pointing games")
     is_explanation = isinstance(explanation, Explanation)
     needing = sorted(m for m in metrics if "explanation" in METRICS[m].needs
                      or ("rerun" in METRICS[m].needs and rerun is None))
@@ -630,10 +690,10 @@ def _check_metrics(metrics: Sequence[str], explanation: Explanation | Tensor, bo
 
 
 def _check_inputs(model: nn.Module, images: Tensor, explanation: Explanation | Tensor,
-                  target: Optional[Tensor], extra_inputs: tuple) -> tuple[Tensor, tuple, Tensor, Tensor]:
+                  target: Tensor | None, extra_inputs: tuple,
+                  utility: CallableUtility | None = None) -> tuple[Tensor, tuple, Tensor, Tensor]:
     """Images, extra inputs, saliency and target on the model's device, with matching shapes."""
-    parameter = next(model.parameters(), None)
-    device = parameter.device if parameter is not None else images.device
+    device = model_device(model, images.device)
     if not isinstance(images, Tensor) or images.ndim != 4:
         raise ValueError(f"images must be a tensor [B, C, H, W]; got {getattr(images, 'shape', type(images))}")
     saliency = explanation.saliency if isinstance(explanation, Explanation) else explanation
@@ -648,6 +708,8 @@ def _check_inputs(model: nn.Module, images: Tensor, explanation: Explanation | T
         raise ValueError(f"each extra input must have the images' batch size {len(images)}")
     if isinstance(explanation, Explanation):
         target = explanation.target
+    elif utility is not None:  # no class: the utility picks its own output
+        target = torch.full((len(images),), -1, dtype=torch.long, device=device)
     elif target is None:
         with evaluating(model), torch.no_grad():
             target = model(images, *extra_inputs).argmax(1)
@@ -655,7 +717,7 @@ def _check_inputs(model: nn.Module, images: Tensor, explanation: Explanation | T
     return images, extra_inputs, saliency, target
 
 
-def _check_shared(shared: Optional[dict], images: Tensor, target: Tensor, extra_inputs: tuple) -> None:
+def _check_shared(shared: dict | None, images: Tensor, target: Tensor, extra_inputs: tuple) -> None:
     """``shared`` must hold passes of these very images, targets and extra inputs (it remembers the first)."""
     if shared is None:
         return
@@ -751,5 +813,6 @@ __all__ = ["METRICS", "Metric", "Scoring", "register_metric", "register_combinat
            "summarise", "interval_text", "class_probability", "top_pixel_masks", "blurred", "insertion_deletion_curves",
            "increase_in_confidence", "average_drop", "drop_in_deletion", "area_under_curve",
            "energy_pointing_game", "argmax_pointing_game", "road_curves", "random_subsets",
-           "faithfulness_correlation", "patch_subset_drops", "channel_correlation", "boxes_to_masks", "complexity", "pearson",
+           "faithfulness_correlation", "patch_subset_drops", "channel_correlation", "boxes_to_masks", "complexity",
+           "pearson",
            "coherency", "adcc", "arcc", "cosine_similarity", "bootstrap_means", "ROAD_PERCENTAGES"]

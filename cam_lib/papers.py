@@ -46,17 +46,17 @@ def numbers() -> pd.DataFrame:
     for method, value in {"gradcam": 0.489, "gradcam++": 0.385, "xgradcam": 0.406, "scorecam": 0.195,
                           "ablation": 0.972, "lift": 0.980}.items():
         add(LIFT_CAM, "table2", "VGG16", method, "logit", "cosine", value)
-    for method, values in _TABLE3_4.items():
-        for metric, value in zip(("ic", "ad", "add"), values[:3]):
+    for method, five in _TABLE3_4.items():
+        for metric, value in zip(("ic", "ad", "add"), five[:3]):
             add(LIFT_CAM, "table3", "VGG16", method, "logit", metric, value)
-        for metric, value in zip(("insertion", "deletion"), values[3:]):
+        for metric, value in zip(("insertion", "deletion"), five[3:]):
             add(LIFT_CAM, "table4", "VGG16", method, "logit", metric, value)
     for method, value in {"gradcam": 47.76, "lift": 52.43}.items():
         add(LIFT_CAM, "table5", "VGG16", method, "logit", "pointing_box", value)
     for method, values in {"gradcam": (41.95, 16.71, 9.09), "lift": (43.39, 14.14, 9.58)}.items():
         for metric, value in zip(("ic", "ad", "add"), values):
             add(LIFT_CAM, "table6", "VGG19 + LSTM", method, "logit", metric, value)
-    for (network, method), values in _SHAPLEY_MAIN.items():
-        for metric, value in zip(("ad", "coherency", "complexity", "adcc", "ic", "add_clamped"), values):
+    for (network, method), six in _SHAPLEY_MAIN.items():
+        for metric, value in zip(("ad", "coherency", "complexity", "adcc", "ic", "add_clamped"), six):
             add(SHAPLEY_CAM, "shapleycam", network, method, "rest", metric, value)
     return pd.DataFrame(rows)

@@ -15,11 +15,13 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from functools import cached_property
 from datetime import datetime, timezone
+from functools import cached_property
+from itertools import pairwise
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -117,7 +119,7 @@ def tables(settings: Settings) -> list[Table]:
               ("logit", "softmax", "rest"), ("ad", "coherency", "complexity", "ic", "add", "add_clamped"), n),
         # ROAD imputes 10 copies of each image: ARCC is computed for the ShapleyCAM paper's own setting only.
         Table("arcc", "ARCC: Coherency, Complexity and ROAD with the ReST utility", classifiers,
-              ("gradcam", "hirescam") + SHAPLEY_CAMS + CONTROLS, ("rest",), ("coherency", "complexity", "road"),
+              ("gradcam", "hirescam", *SHAPLEY_CAMS, *CONTROLS), ("rest",), ("coherency", "complexity", "road"),
               settings.reference_images),
     ]
 
@@ -173,7 +175,8 @@ class Benchmark:
     def cam_size(self) -> tuple[int, int]:
         """``(h, w)`` of the explained layer, where the controls make their maps."""
         extra = tuple(e[:1] for e in self.extra_inputs)
-        return tuple(self.explainer.game(self.images[:1], extra_inputs=extra).activations.shape[-2:])
+        height, width = self.explainer.game(self.images[:1], extra_inputs=extra).activations.shape[-2:]
+        return height, width
 
 
 def load_benchmark(name: str, n_images: int, seed: int) -> Benchmark:
@@ -191,7 +194,7 @@ def piece_path(out: Path, table: str, model: str, method: str, utility: str) -> 
     return out / "pieces" / table / model / f"{method}__{utility}.csv.gz"
 
 
-def run(out: str | Path, settings: Settings, models: Optional[Sequence[str]] = None,
+def run(out: str | Path, settings: Settings, models: Sequence[str] | None = None,
         progress: bool = True) -> pd.DataFrame:
     """Compute every missing piece into ``out``; return the per-image values of all pieces."""
     out = Path(out)
@@ -211,7 +214,8 @@ def run(out: str | Path, settings: Settings, models: Optional[Sequence[str]] = N
         shared: dict[int, dict] = {}  # per chunk: the passes every method's metrics share (metrics.evaluate)
         for (method, utility), wanted in groups.items():
             bar.set_postfix_str(f"{method} / {utility}")
-            frames, timings = [], {}
+            frames: list[pd.DataFrame] = []
+            timings: dict[str, float] = {}
             for start in starts[method, utility]:
                 rows = slice(start, start + settings.chunk)
                 frames.append(_score_chunk(bench, method, utility, [t for t in wanted if t.n_images > start],
@@ -265,15 +269,15 @@ def _log_profile(out: Path, model: str, method: str, utility: str, timings: dict
 
 
 def _score_chunk(bench: Benchmark, method: str, utility: str, wanted: list[Table], rows: slice,
-                 seed: int, reference: Optional[Tensor], timings: dict[str, float],
-                 shared: Optional[dict] = None) -> pd.DataFrame:
+                 seed: int, reference: Tensor | None, timings: dict[str, float],
+                 shared: dict | None = None) -> pd.DataFrame:
     """Explain one chunk of images with one method (or make a control's maps) and score it with every
     metric its pieces need; the control's rerun for Coherency makes its map again. Seconds per stage are
     added to ``timings``."""
     name, options = method_call(method, seed)
     images, extra = bench.images[rows], tuple(e[rows] for e in bench.extra_inputs)
     needed = list(dict.fromkeys(m for table in wanted for m in table.metrics))
-    common = dict(extra_inputs=extra, boxes=bench.boxes[rows], masks=bench.masks[rows], seed=seed,
+    common: dict[str, Any] = dict(extra_inputs=extra, boxes=bench.boxes[rows], masks=bench.masks[rows], seed=seed,
                   road_percentages=ROAD_PERCENTAGES, timings=timings, shared=shared)
     if method in CONTROLS:
         image_ids = torch.arange(len(bench.images))[rows]
@@ -359,13 +363,21 @@ def checks(values: pd.DataFrame, summary: pd.DataFrame, settings: Settings) -> p
             rows += _table2_checks(here, mean, model, settings)
         for table in ("table3", "table4", "table6", "road"):
             for metric in dict.fromkeys(here[here.table == table].metric):
-                rows.append(_lift_vs_gradcam(here, model, table, metric, informative.get((table, metric))))
+                check = _lift_vs_gradcam(here, model, table, metric, informative.get((table, metric)))
+                if check is not None:
+                    rows.append(check)
         if {"shapleycam", "arcc"} & set(here.table):
             rows += _shapleycam_checks(here, mean, model, informative)
-    found = pd.DataFrame([row for row in rows if row is not None])
+    found = pd.DataFrame(rows)
     found["control"] = found.claim.str.contains(": controls: ")
     first = ["claim", "table", "metric", "model"]
     return found[first + [c for c in found.columns if c not in first]]
+
+
+def _measured(found: dict) -> dict:
+    """A paired comparison's columns of ``checks.csv``: the improvement, its interval, ``n`` and the minimum
+    detectable effect."""
+    return dict(value=found["improvement"], low=found["low"], high=found["high"], n=found["n"], mde=found["mde"])
 
 
 def _control_checks(values: pd.DataFrame, model: str) -> list[dict]:
@@ -382,7 +394,7 @@ def _control_checks(values: pd.DataFrame, model: str) -> list[dict]:
         for metric in measured + combined:
             found = compare.improvement(here, metric, {"method": "oracle"}, {"method": "random"})
             rows.append(dict(claim=f"{table}: controls: the oracle beats random on {metric} (improvement, paired)",
-                             model=model, value=found["improvement"], low=found["low"], high=found["high"], n=found["n"], mde=found["mde"],
+                             model=model, **_measured(found),
                              expected="> 0 (the metric sees the evidence)", holds=found["verdict"] == "better",
                              verdict=found["verdict"], informative=found["verdict"] == "better",
                              table=table, metric=metric))
@@ -390,7 +402,7 @@ def _control_checks(values: pd.DataFrame, model: str) -> list[dict]:
 
 
 def _lift_vs_gradcam(values: pd.DataFrame, model: str, table: str, metric: str,
-                     informative: Optional[bool]) -> Optional[dict]:
+                     informative: bool | None) -> dict | None:
     """LIFT-CAM at least as faithful as Grad-CAM: the paired improvement must not be significantly negative;
     not judged on a metric that fails the controls' test."""
     select = values[values.table == table]
@@ -403,7 +415,7 @@ def _lift_vs_gradcam(values: pd.DataFrame, model: str, table: str, metric: str,
         untested = "explanation" in metrics.METRICS[metric].needs
         verdict += " (untested metric: controls have no alpha)" if untested else " (untested: no controls here)"
     return dict(claim=f"{table}: LIFT-CAM at least as faithful as Grad-CAM on {metric} (improvement, paired)",
-                table=table, metric=metric, model=model, value=found["improvement"], low=found["low"], high=found["high"], n=found["n"], mde=found["mde"],
+                table=table, metric=metric, model=model, **_measured(found),
                 expected=">= 0 (not significantly < 0)",
                 holds=found["verdict"] != "worse" if informative is not False else None,
                 verdict=verdict, informative=informative)
@@ -424,7 +436,7 @@ def _table1_checks(values: pd.DataFrame, mean: pd.DataFrame, model: str, setting
     for metric in ("ic", "ad", "add"):
         means = [mean.loc[("table1", model, f"shap_{p}", "logit", metric), "mean"] for p in settings.permutations]
         sign = 1 if metrics.METRICS[metric].higher_is_better else -1
-        steps = [sign * (b - a) for a, b in zip(means, means[1:])]
+        steps = [sign * (b - a) for a, b in pairwise(means)]
         flat = all(abs(step) < FLOAT_TIE for step in steps)
         ordered = all(step > -FLOAT_TIE for step in steps)
         found = compare.improvement(values[values.table == "table1"], metric, {"method": last}, {"method": first})
@@ -433,8 +445,7 @@ def _table1_checks(values: pd.DataFrame, mean: pd.DataFrame, model: str, setting
         rows.append(dict(claim=f"table1: SHAP-CAM_P ordered on {metric} "
                      f"({' / '.join(f'{m:.4g}' for m in means)} for P = {settings.permutations}); "
                      f"value: improvement of {last} over {first}", table="table1", metric=metric, model=model,
-                     value=found["improvement"],
-                     low=found["low"], high=found["high"], n=found["n"], mde=found["mde"], expected="monotone in P, as in the paper", holds=ordered,
+                     **_measured(found), expected="monotone in P, as in the paper", holds=ordered,
                      verdict=f"{order}; {found['verdict']}", informative=informative.get(("table3", metric))))
     return rows
 
@@ -452,7 +463,7 @@ def _table2_checks(values: pd.DataFrame, mean: pd.DataFrame, model: str, setting
     found = compare.improvement(values[values.table == "table2"], "cosine", {"method": "lift"}, {"method": "gradcam"})
     rows.append(dict(claim="table2: cosine of LIFT-CAM minus cosine of Grad-CAM (paired)", table="table2",
                      metric="cosine", model=model,
-                     value=found["improvement"], low=found["low"], high=found["high"], n=found["n"], mde=found["mde"], expected="> 0",
+                     **_measured(found), expected="> 0",
                      holds=found["verdict"] == "better", verdict=found["verdict"]))
     for method, expected in (("ablation", "> 0.001"), ("lift", "< 0.001 (float precision)")):
         gap = mean.loc[("table2", model, method, "logit", "local_accuracy_gap")]
@@ -485,8 +496,7 @@ def _shapleycam_checks(values: pd.DataFrame, mean: pd.DataFrame, model: str, inf
         found = compare.improvement(select, metric, first, second)
         informative_here = informative.get((table, metric))
         rows.append(dict(claim=f"{table}: {claim}", table=table, metric=metric, model=model,
-                         value=found["improvement"], low=found["low"],
-                         high=found["high"], n=found["n"], mde=found["mde"], expected=expected,
+                         **_measured(found), expected=expected,
                          holds=holds(found["verdict"]) if informative_here is not False else None,
                          verdict=found["verdict"] if informative_here is not False else
                          f"not used: {metric} fails the controls' test here ({found['verdict']})",
@@ -508,8 +518,8 @@ def has_linear_head(model: str) -> bool:
 # Command line
 # ---------------------------------------------------------------------------------------------
 
-def settings_for(quick: bool, n_images: Optional[int], seed: int, benchmark: str = DEFAULT_BENCHMARK,
-                 reference_images: Optional[int] = None) -> Settings:
+def settings_for(quick: bool, n_images: int | None, seed: int, benchmark: str = DEFAULT_BENCHMARK,
+                 reference_images: int | None = None) -> Settings:
     """``--quick``: 8 images, P in 1/10/100, a SHAP-CAM_1000 reference; full: ``FULL_IMAGES`` images,
     and SHAP-CAM_10000 (with ROAD and the correlations) on the first ``FULL_REFERENCE_IMAGES``."""
     if quick:
@@ -540,7 +550,7 @@ def parser() -> argparse.ArgumentParser:
     return parse
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run, then write ``summary.csv``, ``checks.csv`` and ``README.md`` into ``--out``."""
     args = parser().parse_args(argv)
     settings = settings_for(args.quick, args.images, args.seed, args.benchmark, args.reference_images)
@@ -560,7 +570,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def _models(asked: Optional[Sequence[str]], benchmark: str) -> list[str]:
+def _models(asked: Sequence[str] | None, benchmark: str) -> list[str]:
     """The models to run: those asked for (all of the benchmark's and VQA by default), each in this benchmark;
     a model whose weights are missing is skipped with a note (a fresh clone has them all)."""
     known = [*BENCHMARKS[benchmark], VQA]

@@ -13,6 +13,15 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def model_device(model: torch.nn.Module, default: torch.device | None = None) -> torch.device:
+    """Where ``model``'s parameters live, so inputs can follow them; ``default`` (else the CPU) for a model
+    without parameters."""
+    parameter = next(model.parameters(), None)
+    if parameter is not None:
+        return parameter.device
+    return default if default is not None else torch.device("cpu")
+
+
 def full_size() -> bool:
     """True when ``SHAPLEY_CAMS_FULL=1``: chapters then run at the size of the committed results.
 
@@ -46,6 +55,6 @@ def inference_copy(model: torch.nn.Module) -> torch.nn.Module:
     frozen = copy.deepcopy(model).eval()
     try:
         frozen = fx_optimization.fuse(frozen)
-    except Exception:  # noqa: BLE001 (any tracing failure): the unfused copy computes the same function
+    except Exception:
         pass
     return _ChannelsLast(frozen.to(memory_format=torch.channels_last)).eval().requires_grad_(False)

@@ -17,8 +17,8 @@ order they run. A block is in the *head* when it runs after the explained layer.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
 
 import pandas as pd
 import torch
@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from .explain import Explainer
 from .metrics import pearson, summarise
+from .runtime import model_device
 from .split import resolve_layer
 from .state import evaluating
 
@@ -139,12 +140,12 @@ def _owners(model: nn.Module) -> dict[str, nn.Module]:
             if next(module.parameters(recurse=False), None) is not None}
 
 
-def _call_order(model: nn.Module, layer: nn.Module, images: Tensor, extra_inputs: tuple) -> list[Optional[str]]:
+def _call_order(model: nn.Module, layer: nn.Module, images: Tensor, extra_inputs: tuple) -> list[str | None]:
     """Names of the parameter-owning modules as their forward passes end, first call only;
     ``None`` marks where the explained layer's forward ends."""
-    order: list[Optional[str]] = []
+    order: list[str | None] = []
 
-    def record(name: Optional[str]):
+    def record(name: str | None):
         def hook(module: nn.Module, inputs: tuple, output) -> None:
             if name not in order:
                 order.append(name)
@@ -152,10 +153,9 @@ def _call_order(model: nn.Module, layer: nn.Module, images: Tensor, extra_inputs
 
     hooks = [module.register_forward_hook(record(name)) for name, module in _owners(model).items()]
     hooks.append(layer.register_forward_hook(record(None)))  # after an owner hook on the same module
-    parameter = next(model.parameters(), None)
-    if parameter is None:
+    if next(model.parameters(), None) is None:
         raise ValueError("the model has no parameters to randomise")
-    device = parameter.device
+    device = model_device(model)
     try:
         with evaluating(model), torch.no_grad():
             model(images[:1].to(device), *(extra[:1].to(device) for extra in extra_inputs))
@@ -167,13 +167,13 @@ def _call_order(model: nn.Module, layer: nn.Module, images: Tensor, extra_inputs
     return order
 
 
-def _after(order: list[Optional[str]], name: str) -> bool:
+def _after(order: list[str | None], name: str) -> bool:
     """Does module ``name`` first run after the explained layer?"""
     return order.index(name) > order.index(None)
 
 
 def _resolve_blocks(model: nn.Module, layer: str | nn.Module, images: Tensor, extra_inputs: tuple,
-                    blocks: Optional[Sequence[str | Sequence[str] | Block]]) -> list[Block]:
+                    blocks: Sequence[str | Sequence[str] | Block] | None) -> list[Block]:
     """Found blocks, or the caller's names (top first; a name may be a container) checked and placed."""
     if blocks is None:
         return parameter_blocks(model, layer, images, extra_inputs)
@@ -209,10 +209,11 @@ def reinitialise(model: nn.Module, block: Block, seed: int) -> None:
             for inner in model.get_submodule(name).modules():
                 if next(inner.parameters(recurse=False), None) is None:
                     continue
-                if not hasattr(inner, "reset_parameters"):
+                reset = getattr(inner, "reset_parameters", None)
+                if not callable(reset):
                     raise TypeError(f"{type(inner).__name__} in block {block.name!r} has no reset_parameters(); "
                                     "pass blocks=... without it")
-                inner.reset_parameters()  # batch norms also reset their running statistics
+                reset()  # batch norms also reset their running statistics
 
 
 def randomise(model: nn.Module, blocks: Sequence[Block], seed: int = 0) -> nn.Module:
@@ -229,9 +230,9 @@ def randomise(model: nn.Module, blocks: Sequence[Block], seed: int = 0) -> nn.Mo
 # ---------------------------------------------------------------------------------------------
 
 def cascade(model: nn.Module, images: Tensor, layer: str | nn.Module, methods: Sequence[str], *,
-            target: Optional[int | Sequence[int] | Tensor] = None, utility: str = "logit",
-            blocks: Optional[Sequence[str | Sequence[str] | Block]] = None, seed: int = 0,
-            extra_inputs: tuple = (), options: Optional[Mapping[str, dict]] = None) -> pd.DataFrame:
+            target: int | Sequence[int] | Tensor | None = None, utility: str = "logit",
+            blocks: Sequence[str | Sequence[str] | Block] | None = None, seed: int = 0,
+            extra_inputs: tuple = (), options: Mapping[str, dict] | None = None) -> pd.DataFrame:
     """Cascading model-parameter randomisation (Adebayo et al. 2018): a tidy DataFrame with
     columns ``method, step, block, part, image, metric, value``.
 

@@ -9,31 +9,38 @@ from __future__ import annotations
 
 import difflib
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor, fx, nn
 
 from .additive import AdditiveHead, find_additive
-from .fxgraph import crossing, downstream, output_value, placeholders, subgraph
+from .deeplift import uncovered_modules, uncovered_operations
+from .fxgraph import crossing, downstream, leaves, output_value, placeholders, subgraph
+from .state import evaluating
 
-Head = Callable[[Tensor, Optional[Tensor]], Tensor]
+Head = Callable[[Tensor, Tensor | None], Tensor]
 
 
 @dataclass
 class Cut:
     """One batch cut at the layer.
 
-    ``head(activations, rows)`` maps activations ``[N, K, h, w]`` to logits; row ``i`` belongs to
+    ``head(activations, rows)`` maps activations ``[N, K, h, w]`` to the model's outputs (logits, or the
+    dict or tuple it returns); row ``i`` belongs to
     image ``rows[i]`` (``None``: one row per image). ``network(images, rows)`` runs the whole model.
+    ``recut(images)`` cuts other images of the same batch (a noisy copy) the same way, extra inputs row for row.
+    ``uncovered`` names the head's operations that DeepLIFT's rules do not cover (``deeplift``).
     """
 
     activations: Tensor
     head: Head
     network: Head
-    additive: Optional[AdditiveHead] = None
-    tail_skips: Callable[[Optional[Tensor]], tuple] = lambda rows: ()
+    additive: AdditiveHead | None = None
+    tail_skips: Callable[[Tensor | None], tuple] = lambda rows: ()
+    recut: Callable[[Tensor], Cut] | None = None
+    uncovered: tuple[str, ...] = ()
 
 
 def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
@@ -102,7 +109,7 @@ class GraphSplit:
         if len(calls) != 1:
             raise ValueError(f"layer {name!r} is called {len(calls)} times in forward")
         layer, output = calls[0], output_value(graph)
-        if output not in downstream(layer):
+        if not downstream(layer) & set(leaves(output)):
             raise ValueError(f"the model's output does not depend on layer {name!r}")
         skips = crossing(graph, layer, output)
         inputs = placeholders(graph)
@@ -113,34 +120,37 @@ class GraphSplit:
         first = placeholders(self.head.graph)[0]
         self.in_place = any(_in_place(self.head, user) for user in first.users)
         self.additive = find_additive(self.head)
+        self.uncovered = uncovered_operations(self.head)
         self.model = model
 
     def __call__(self, images: Tensor, extra_inputs: tuple) -> Cut:
         with torch.no_grad():
             activations, *skips = self.body(images, *extra_inputs)
         for skip, batched in zip(skips, self.batched):
-            if batched and not isinstance(skip, Tensor):
+            if batched and not isinstance(skip, (Tensor, torch.Size, int)):
                 raise TypeError("a value skipping over the layer is not a tensor")
 
-        def gather(rows: Optional[Tensor]) -> list:
-            return [skip[rows] if batched and rows is not None else skip
+        def gather(rows: Tensor | None) -> list:
+            # sizes read from the input (x.shape[-2:] for upsampling) are held fixed like parameters
+            return [skip[rows] if batched and rows is not None and isinstance(skip, Tensor) else skip
                     for skip, batched in zip(skips, self.batched)]
 
-        def head(acts: Tensor, rows: Optional[Tensor] = None) -> Tensor:
+        def head(acts: Tensor, rows: Tensor | None = None) -> Tensor:
             return self.head(acts.clone() if self.in_place else acts, *gather(rows))
 
-        def tail_skips(rows: Optional[Tensor]) -> tuple:
+        def tail_skips(rows: Tensor | None) -> tuple:
             return tuple(self.additive.tail_skips(*gather(rows))) if self.additive else ()
 
-        return Cut(activations, head, _network(self.model, extra_inputs), self.additive, tail_skips)
+        return Cut(activations, head, _network(self.model, extra_inputs), self.additive, tail_skips,
+                   recut=lambda other: self(other, extra_inputs), uncovered=self.uncovered)
 
 
 def _in_place(graph_module: fx.GraphModule, node: fx.Node) -> bool:
     """Would this node overwrite its input (``ReLU(inplace=True)``, ``relu_``)?"""
     if node.op == "call_module":
-        return bool(getattr(graph_module.get_submodule(node.target), "inplace", False))
+        return bool(getattr(graph_module.get_submodule(str(node.target)), "inplace", False))
     name = getattr(node.target, "__name__", str(node.target))
-    return bool(node.kwargs.get("inplace", False)) or name.endswith("_") and not name.endswith("__")
+    return bool(node.kwargs.get("inplace", False)) or (name.endswith("_") and not name.endswith("__"))
 
 
 class _Stop(Exception):
@@ -154,6 +164,7 @@ class HookSplit:
 
     def __init__(self, model: nn.Module, name: str, module: nn.Module):
         self.model, self.name, self.module = model, name, module
+        self.uncovered: tuple[str, ...] | None = None  # found on the first batch
 
     def __call__(self, images: Tensor, extra_inputs: tuple) -> Cut:
         captured: list[Tensor] = []
@@ -173,9 +184,36 @@ class HookSplit:
         if not captured:
             raise ValueError(f"layer {self.name!r} is never called in the model's forward")
         network = _network(self.model, extra_inputs)
-        return Cut(captured[0], lambda acts, rows=None: self._head(images, network, acts, rows), network)
+        if self.uncovered is None:
+            self.uncovered = uncovered_modules(self._modules_after(images[:1], tuple(e[:1] for e in extra_inputs)))
+        def head(activations: Tensor, rows: Tensor | None = None) -> Tensor:
+            return self._head(images, network, activations, rows)
 
-    def _head(self, images: Tensor, network: Head, activations: Tensor, rows: Optional[Tensor]) -> Tensor:
+        return Cut(captured[0], head, network,
+                   recut=lambda other: self(other, extra_inputs), uncovered=self.uncovered)
+
+    def _modules_after(self, images: Tensor, extra_inputs: tuple) -> list[tuple[str, nn.Module]]:
+        """The modules whose forward starts after the layer's has ended: the head, as far as hooks can see it."""
+        after: list[tuple[str, nn.Module]] = []
+        layer_done: list[bool] = []
+
+        def record(name: str) -> Callable:
+            def hook(module: nn.Module, inputs: tuple) -> None:
+                if layer_done:
+                    after.append((name, module))
+            return hook
+
+        hooks = [module.register_forward_pre_hook(record(name)) for name, module in self.model.named_modules()]
+        hooks.append(self.module.register_forward_hook(lambda module, inputs, output: layer_done.append(True)))
+        try:
+            with torch.no_grad():
+                self.model(images, *extra_inputs)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return after
+
+    def _head(self, images: Tensor, network: Head, activations: Tensor, rows: Tensor | None) -> Tensor:
         calls = []
 
         def replace(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
@@ -195,7 +233,7 @@ class HookSplit:
 
 def _network(model: nn.Module, extra_inputs: tuple) -> Head:
     """The whole model on new images, the other inputs of row ``i`` taken from image ``rows[i]``."""
-    def network(images: Tensor, rows: Optional[Tensor] = None) -> Tensor:
+    def network(images: Tensor, rows: Tensor | None = None) -> Tensor:
         return model(images, *(extra if rows is None else extra[rows] for extra in extra_inputs))
     return network
 
@@ -205,7 +243,8 @@ def split_model(model: nn.Module, layer: str | nn.Module, trace: bool = True) ->
     name, module = resolve_layer(model, layer)
     if trace:
         try:
-            return GraphSplit(model, name, module)
+            with evaluating(model):  # fx records `self.training` as a constant: trace the eval-mode network
+                return GraphSplit(model, name, module)
         except Exception as error:  # any tracing failure (control flow, unsupported ops): hooks still work
             warn_hooks(model, f"torch.fx cannot trace it ({type(error).__name__}: {str(error)[:200]})")
     return HookSplit(model, name, module)

@@ -1,8 +1,8 @@
 """Give a user's model back exactly as it came: training flags and ``requires_grad`` restored."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from torch import nn
 

@@ -4,7 +4,7 @@ Tensors leave torch only here, at the last moment, for matplotlib.
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -14,8 +14,8 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 
-def overlay(ax: Axes, pixels: Tensor, saliency: Optional[Tensor] = None, title: str = "",
-            opacity: float = 0.5, contour: Optional[Tensor] = None) -> Axes:
+def overlay(ax: Axes, pixels: Tensor, saliency: Tensor | None = None, title: str = "",
+            opacity: float = 0.5, contour: Tensor | None = None) -> Axes:
     """Draw an image ``[3, H, W]`` in [0, 1] with a saliency map ``[H, W]`` in [0, 1] over it.
 
     ``contour`` (a ``[H, W]`` mask) outlines the ground-truth object in white.
@@ -30,8 +30,8 @@ def overlay(ax: Axes, pixels: Tensor, saliency: Optional[Tensor] = None, title: 
     return ax
 
 
-def method_grid(pixels: Tensor, saliencies: Mapping[str, Tensor], masks: Optional[Tensor] = None,
-                row_titles: Optional[Sequence[str]] = None, size: float = 1.9) -> Figure:
+def method_grid(pixels: Tensor, saliencies: Mapping[str, Tensor], masks: Tensor | None = None,
+                row_titles: Sequence[str] | None = None, size: float = 1.9) -> Figure:
     """Images in rows, the input then one column per method: ``saliencies[name]`` is ``[B, H, W]``."""
     rows, columns = len(pixels), len(saliencies) + 1
     figure, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows), squeeze=False)
@@ -44,7 +44,7 @@ def method_grid(pixels: Tensor, saliencies: Mapping[str, Tensor], masks: Optiona
     return figure
 
 
-def alpha_bars(ax: Axes, alphas: Mapping[str, Tensor], top: int = 20, errors: Optional[Tensor] = None) -> Axes:
+def alpha_bars(ax: Axes, alphas: Mapping[str, Tensor], top: int = 20, errors: Tensor | None = None) -> Axes:
     """Channel coefficients of several methods side by side, for the ``top`` channels of the first one.
 
     ``errors`` (standard errors of the first method) draw error bars.
@@ -72,7 +72,7 @@ def metric_label(name: str) -> str:
 
 
 def interval_plot(summary: pd.DataFrame, names: Sequence[str], models: Sequence[str], order: Sequence[str],
-                  title: str, grey: Sequence[str] = (), paper: Optional[pd.DataFrame] = None) -> Figure:
+                  title: str, grey: Sequence[str] = (), paper: pd.DataFrame | None = None) -> Figure:
     """Means and 95 % intervals of ``summary`` (``metrics.summarise``'s columns ``model, method, metric,
     mean, low, high``), a panel per (model, metric), one row per method in ``order``; methods in ``grey``
     (the controls) are grey. ``paper`` (columns ``model, method, metric, value``: the model row it is set

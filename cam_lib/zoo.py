@@ -22,10 +22,10 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Callable, Optional
 
 import pandas as pd
 import torch
@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from . import data
 from .explain import Explainer
 from .runtime import device as default_device
+from .runtime import model_device
 
 WEIGHTS = Path(__file__).with_name("weights")
 HELD_OUT_SEED = 7  # never used for training data: training sets use seeds 1000 and up
@@ -194,9 +195,10 @@ class Loaded:
     normalization: data.Normalization
     classes: tuple[str, ...]
     info: dict = field(default_factory=dict)
+    reshape: str | None = None  # how the layer's output reads as maps (``explain(..., reshape=...)``)
 
 
-def load(name: str, device: Optional[torch.device] = None) -> Loaded:
+def load(name: str, device: torch.device | None = None) -> Loaded:
     """A zoo model with its committed weights, or ``"torchvision:NAME"`` from the torch hub cache."""
     device = device or default_device()
     if name.startswith("torchvision:"):
@@ -212,26 +214,26 @@ def load(name: str, device: Optional[torch.device] = None) -> Loaded:
     return Loaded(name, model.to(device).eval(), spec.layer, spec.normalization, spec.classes, info)
 
 
-def loaded(name: str, device: Optional[torch.device] = None) -> Loaded:
+def loaded(name: str, device: torch.device | None = None) -> Loaded:
     """``load(name, device)`` once per process: widgets and chapters that ask again get the same model."""
     return _loaded(name, torch.device(device or default_device()))
 
 
-def explainer(name: str, layer: Optional[str] = None, device: Optional[torch.device] = None) -> Explainer:
+def explainer(name: str, layer: str | None = None, device: torch.device | None = None) -> Explainer:
     """An ``Explainer`` of the ``loaded`` model at ``layer`` (default its own), made once: the cut is traced
     once per (model, layer)."""
     device = torch.device(device or default_device())
     return _explainer(name, layer or _loaded(name, device).layer, device)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _loaded(name: str, device: torch.device) -> Loaded:
     return load(name, device)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _explainer(name: str, layer: str, device: torch.device) -> Explainer:
-    return Explainer(_loaded(name, device).model, layer)
+    return Explainer(_loaded(name, device).model, layer, reshape=_loaded(name, device).reshape)
 
 
 def _load_torchvision(name: str, device: torch.device) -> Loaded:
@@ -245,23 +247,58 @@ def _load_torchvision(name: str, device: torch.device) -> Loaded:
     model = torchvision.models.get_model(name)
     model.load_state_dict(torch.load(checkpoint, map_location="cpu"))
     return Loaded(f"torchvision:{name}", model.to(device).eval(), torchvision_layer(model),
-                  data.IMAGENET_NORMALIZATION, tuple(weights.meta["categories"]), {"weights": str(checkpoint)})
+                  data.IMAGENET_NORMALIZATION, tuple(weights.meta["categories"]), {"weights": str(checkpoint)},
+                  torchvision_reshape(model))
+
+
+TORCHVISION_LAYERS = {  # family -> its last block of spatial maps, as the grad-cam package's README advises
+    "ResNet": "layer4", "DenseNet": "features.norm5", "GoogLeNet": "inception5b", "Inception3": "Mixed_7c",
+    "ShuffleNetV2": "conv5",
+}
+TORCHVISION_LAST_BLOCK_OF = {  # family -> the container whose last child is that block
+    "EfficientNet": "features", "MobileNetV2": "features", "MobileNetV3": "features", "ConvNeXt": "features",
+    "SqueezeNet": "features", "SwinTransformer": "features", "MNASNet": "layers", "RegNet": "trunk_output",
+    "MaxVit": "blocks",
+}
+TORCHVISION_RESHAPE = {"VisionTransformer": "vit", "SwinTransformer": "channels-last"}
 
 
 def torchvision_layer(model: nn.Module) -> str:
-    """The conventional CAM layer of a torchvision classifier: its last block of spatial maps."""
-    names = [name for name, _ in model.named_modules()]
-    if "layer4" in names:
-        return "layer4"
-    if "features.norm5" in names:
-        return "features.norm5"
-    relus = [name for name, module in model.named_modules() if name.startswith("features.") and isinstance(module, nn.ReLU)]
-    if relus and "classifier" in names and any(isinstance(m, nn.MaxPool2d) for m in model.modules()):
-        return relus[-1]  # VGG: the last ReLU before the final max-pool
-    blocks = [name for name in names if name.count(".") == 1 and name.startswith("features.")]
-    if blocks:
-        return blocks[-1]
-    raise ValueError("no conventional CAM layer found; pass one of cam_lib.spatial_layers(model, images)")
+    """The conventional CAM layer of a torchvision classifier: its last block of spatial maps.
+
+    VGG and AlexNet: the last ReLU before the final max-pool. ViT: the first LayerNorm of the last encoder
+    block (``ln_1``), read with ``reshape="vit"``; the block's own output would reach the logits only
+    through the class token, which the ViT layout holds fixed, so its game would be null. Swin's stages
+    need ``reshape="channels-last"`` (``torchvision_reshape``).
+    """
+    family = _family(model, {*TORCHVISION_LAYERS, *TORCHVISION_LAST_BLOCK_OF, "VGG", "AlexNet", "VisionTransformer"})
+    if family in TORCHVISION_LAYERS:
+        return TORCHVISION_LAYERS[family]
+    if family in TORCHVISION_LAST_BLOCK_OF:
+        return _last_child(model, TORCHVISION_LAST_BLOCK_OF[family])
+    if family == "VisionTransformer":
+        return f"{_last_child(model, 'encoder.layers')}.ln_1"
+    if family in ("VGG", "AlexNet"):
+        return _last_child(model, "features", nn.ReLU)
+    raise ValueError(f"no conventional CAM layer known for {type(model).__name__}; "
+                     "pass one of cam_lib.spatial_layers(model, images)")
+
+
+def torchvision_reshape(model: nn.Module) -> str | None:
+    """The ``reshape`` a torchvision classifier's blocks need: ``"vit"``, ``"channels-last"`` (Swin) or None."""
+    family = _family(model, set(TORCHVISION_RESHAPE))
+    return TORCHVISION_RESHAPE[family] if family else None
+
+
+def _family(model: nn.Module, families: set[str]) -> str | None:
+    """The first class in the model's class hierarchy named in ``families`` (subclasses count as their family)."""
+    return next((cls.__name__ for cls in type(model).__mro__ if cls.__name__ in families), None)
+
+
+def _last_child(model: nn.Module, container: str, kind: type[nn.Module] = nn.Module) -> str:
+    """The name of the last direct child of ``container`` that is a ``kind``."""
+    children = [name for name, child in model.get_submodule(container).named_children() if isinstance(child, kind)]
+    return f"{container}.{children[-1]}"
 
 
 def scenes(model_name: str, size: int, seed: int):
@@ -280,7 +317,7 @@ def _batches(model_name: str, size: int, seed: int) -> tuple[Tensor, ...]:
 def accuracy(model: nn.Module, tensors: tuple[Tensor, ...], batch_size: int = 500) -> float:
     """Fraction of correct predictions (the last tensor holds the labels)."""
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     correct = 0
     with torch.no_grad():
         for start in range(0, len(tensors[0]), batch_size):
@@ -293,7 +330,7 @@ def true_class_probabilities(model: nn.Module, tensors: tuple[Tensor, ...], batc
     """``softmax(model(inputs))[label]`` and the predicted class's probability, ``[N, 2]`` (the last tensor
     holds the labels)."""
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     found = []
     with torch.no_grad():
         for start in range(0, len(tensors[0]), batch_size):
@@ -382,7 +419,7 @@ def pretrain_encoder(model: BasicVQA, epochs: int, size: int, seed: int) -> list
     return log
 
 
-def train(name: str, epochs: Optional[int] = None, out: Path = WEIGHTS, smoke: bool = False, seed: int = 0) -> dict:
+def train(name: str, epochs: int | None = None, out: Path = WEIGHTS, smoke: bool = False, seed: int = 0) -> dict:
     """Train a zoo model on fresh scenes each epoch; save weights (float16), log (CSV) and summary (JSON)."""
     spec = SPECS[name]
     torch.manual_seed(seed)
@@ -390,8 +427,10 @@ def train(name: str, epochs: Optional[int] = None, out: Path = WEIGHTS, smoke: b
     epochs = 1 if smoke else epochs or spec.epochs
     size = 256 if smoke else spec.train_size
     start = time.time()
-    pretrain_losses = (pretrain_encoder(model, 1 if smoke else spec.pretrain_epochs, size, seed)
-                       if spec.pretrain_epochs else [])
+    pretrain_losses = []
+    if spec.pretrain_epochs:
+        assert isinstance(model, BasicVQA), f"only the VQA model pretrains its encoder, not {name}"
+        pretrain_losses = pretrain_encoder(model, 1 if smoke else spec.pretrain_epochs, size, seed)
     frozen = [model.get_submodule(module) for module in spec.frozen]
     for module in frozen:
         module.requires_grad_(False)
@@ -433,7 +472,7 @@ def train(name: str, epochs: Optional[int] = None, out: Path = WEIGHTS, smoke: b
     return summary
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """``python -m cam_lib.zoo train NAME [--epochs E] [--smoke]``."""
     parser = argparse.ArgumentParser(prog="python -m cam_lib.zoo", description="Train the book's models.")
     commands = parser.add_subparsers(dest="command", required=True)

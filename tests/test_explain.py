@@ -1,9 +1,9 @@
 """The entry point: clear errors for bad input, and the user's model given back unchanged."""
 import pytest
 import torch
+from toy_models import GapNet, VggNet, images, seeded
 
 import cam_lib
-from toy_models import GapNet, VggNet, images, seeded
 
 
 @pytest.fixture
@@ -130,12 +130,47 @@ def test_a_bad_input_does_not_switch_the_explainer_to_hooks():
 
 
 def test_registered_names_are_lower_case():
-    from cam_lib.methods import METHODS, register
+    from cam_lib.methods import CARDS, METHODS, register
     try:
         register("My-Grad")(METHODS["gradcam"])
         torch.testing.assert_close(cam_lib.explain(seeded(VggNet), images(1), "features", "MY-GRAD").alpha,
                                    cam_lib.explain(seeded(VggNet), images(1), "features", "gradcam").alpha)
     finally:
         METHODS.pop("my-grad", None)
+        CARDS.pop("my-grad", None)
     with pytest.raises(ValueError, match="non-empty name"):
         register(" ")
+
+
+class TupleNet(GapNet):
+    """Returns ``(logits, {"embedding": pooled features})``: a structure, not one logits tensor."""
+
+    def forward(self, x):
+        pooled = torch.flatten(self.pool(self.features(x)), 1)
+        return self.fc(pooled), {"embedding": pooled}
+
+
+@pytest.mark.parametrize("trace", [True, False])
+def test_a_callable_utility_explains_a_model_that_returns_a_structure(trace):
+    import warnings
+    model, x = seeded(TupleNet), images(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the traced head must agree with the model leaf by leaf
+        mine = cam_lib.explain(model, x, "features", "exact", utility=lambda out: out[0][:, 1], trace=trace)
+        norm = cam_lib.explain(model, x, "features", "lift", utility=lambda out: out[1]["embedding"].norm(dim=1),
+                               trace=trace)
+    named = cam_lib.explain(seeded(GapNet), x, "features", "exact", target=1)
+    torch.testing.assert_close(mine.alpha, named.alpha, rtol=1e-4, atol=1e-5)
+    assert (norm.local_accuracy_gap / (norm.score - norm.baseline).abs()).max() < 1e-4
+    with pytest.raises(ValueError, match="need logits"):
+        cam_lib.explain(model, x, "features", "lift", trace=trace)
+
+
+def test_model_comes_back_unchanged_after_a_callable_fails():
+    model = seeded(VggNet).train()
+    before = state(model)
+    for trace in (True, False):
+        with pytest.raises(ValueError, match="one number per output row"):
+            cam_lib.explain(model, images(), "features", "shapleycam", utility=lambda y: y[:, :2], trace=trace)
+    after = state(model)
+    assert before[:3] == after[:3] and all(torch.equal(before[3][k], after[3][k]) for k in before[3])

@@ -150,7 +150,7 @@ def test_errors_name_the_problem_and_the_fix():
         noisy_linear_imputation(images, keep)
     with pytest.raises(ValueError, match="keep must be"):
         noisy_linear_imputation(images, keep[:, None])
-    with pytest.raises(RuntimeError, match="did not converge.*raise max_iterations"):
+    with pytest.raises(RuntimeError, match=r"did not converge.*raise max_iterations"):
         noisy_linear_imputation(images[:1], disc_keep()[None], max_iterations=2)
-    with pytest.raises(RuntimeError, match="relative residual nan.*finite"):
+    with pytest.raises(RuntimeError, match=r"relative residual nan.*finite"):
         noisy_linear_imputation(torch.full_like(images, torch.nan), keep[:1].expand(2, -1, -1))

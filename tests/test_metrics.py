@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
+from toy_models import GapNet, TwoInputNet, VggNet, images, seeded
 
 import cam_lib
 from cam_lib import metrics
-from toy_models import GapNet, TwoInputNet, VggNet, images, seeded
 
 REGION = torch.zeros(16, 16)
 REGION[4:8, 2:10] = 1  # the only pixels the region model looks at
@@ -63,7 +63,7 @@ def reference_curves(model, x, saliency, target, steps, start):
         ins, dele = [], []
         for delta in np.linspace(0, 1, steps):
             mask = torch.zeros(s.numel())
-            mask[torch.from_numpy(order[:int(round(delta * s.numel()))].copy())] = 1
+            mask[torch.from_numpy(order[:round(delta * s.numel())].copy())] = 1
             mask = mask.view_as(s)
             base = gaussian_blur(image[None], [11, 11], [5.0, 5.0])[0] if start == "blur" else torch.zeros_like(image)
             ins.append(probability(model, (image * mask + base * (1 - mask))[None], c[None]).item())
@@ -318,8 +318,11 @@ def test_bare_maps_get_coherency_from_a_rerun_and_every_map_metric():
 def grad_cam_road(model, x, saliency, target, percentages):
     """ROAD curves from the grad-cam package (Rong et al.'s imputer, without noise): its percentile q removes
     the top (MoRF) or bottom (LeRF) 100 - q percent of the map."""
-    from pytorch_grad_cam.metrics.perturbation_confidence import (PerturbationConfidenceMetric,
-                                                                  RemoveLeastRelevantFirst, RemoveMostRelevantFirst)
+    from pytorch_grad_cam.metrics.perturbation_confidence import (
+        PerturbationConfidenceMetric,
+        RemoveLeastRelevantFirst,
+        RemoveMostRelevantFirst,
+    )
     from pytorch_grad_cam.metrics.road import NoisyLinearImputer
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 

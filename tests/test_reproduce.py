@@ -67,7 +67,7 @@ def test_resume_skips_written_pieces(quick_run, monkeypatch):
 
 def test_resume_refuses_other_settings(quick_run):
     assert json.loads((quick_run / "settings.json").read_text())["n_images"] == 2
-    with pytest.raises(ValueError, match="other settings|holds a run"):
+    with pytest.raises(ValueError, match=r"other settings|holds a run"):
         reproduce.main(["--quick", "--images", "3", "--models", "lookalike-vgg", "--no-progress",
                         "--out", str(quick_run)])
 

@@ -5,10 +5,10 @@ import pytest
 import torch
 from scipy import ndimage, stats
 from torch import nn
+from toy_models import GapNet, VggNet, images, seeded
 
 import cam_lib
 from cam_lib import sanity, zoo
-from toy_models import GapNet, VggNet, images, seeded
 
 METHODS = ["gradcam", "gradcam++", "hirescam", "scorecam", "ablation", "lift", "shapleycam-e"]
 

@@ -3,11 +3,12 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
+from toy_models import GapNet, TwoInputNet, Untraceable, VggNet, images, seeded
 
 import cam_lib
 from cam_lib.split import GraphSplit, HookSplit
-from toy_models import GapNet, TwoInputNet, Untraceable, VggNet, images, seeded
 
 TORCHVISION = {  # model -> (explained layer, whether the head is additive up to its first affine layer)
     "resnet18": ("layer4", True), "resnet50": ("layer4", True), "vgg11": ("features.19", True),
@@ -95,3 +96,20 @@ def test_the_trace_check_is_relative_to_the_outputs_scale(monkeypatch):
     with pytest.warns(UserWarning, match="differs from the model by"):
         broken(x, "gradcam")
     assert isinstance(broken.split, HookSplit)
+
+
+class DropoutNet(GapNet):
+    """Functional dropout that reads ``self.training``, which torch.fx records as a constant."""
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.features(F.dropout(x, 0.5, self.training))), 1))
+
+
+def test_a_model_in_training_mode_is_traced_as_in_eval_mode():
+    model, x = seeded(DropoutNet).train(), images(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a trace with dropout on would differ from the model and fall back
+        explainer = cam_lib.Explainer(model, "features")
+        lift = explainer(x, "lift")
+    assert isinstance(explainer.split, GraphSplit) and model.training
+    torch.testing.assert_close(lift.score, model.eval()(x)[torch.arange(2), lift.target])

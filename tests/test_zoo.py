@@ -1,6 +1,11 @@
 """The shipped models: they load, reach their accuracy on fresh scenes, and the trainer still runs."""
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 import torch
+from torch import nn
 
 import cam_lib
 from cam_lib import data, zoo
@@ -48,12 +53,50 @@ def test_torchvision_weights_are_never_downloaded(tmp_path, monkeypatch):
     assert str(tmp_path / "checkpoints") in str(error.value)
 
 
-def test_torchvision_layers_are_conventional():
+@contextmanager
+def parameters_on_meta() -> Iterator[None]:
+    """Build models without initialising their weights: every registered parameter moves to the meta device.
+
+    ``with torch.device("meta")`` would be simpler, but RegNet computes its widths with tensors and fails.
+    """
+    register = nn.Module.register_parameter
+
+    def on_meta(module: nn.Module, name: str, param) -> None:
+        register(module, name, None if param is None else nn.Parameter(param.to("meta"), param.requires_grad))
+
+    nn.Module.register_parameter = on_meta
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register
+
+
+def test_every_torchvision_classifier_has_a_layer():
     import torchvision
-    expected = {"resnet18": "layer4", "vgg16": "features.29", "densenet121": "features.norm5",
-                "mobilenet_v2": "features.18", "efficientnet_b0": "features.8"}
-    for name, layer in expected.items():
-        assert zoo.torchvision_layer(torchvision.models.get_model(name, weights=None)) == layer
+    conventional = {"resnet18": "layer4", "vgg16": "features.29", "densenet121": "features.norm5",
+                    "mobilenet_v2": "features.18", "efficientnet_b0": "features.8",
+                    "regnet_y_400mf": "trunk_output.block4", "shufflenet_v2_x1_0": "conv5", "mnasnet1_0": "layers.16",
+                    "googlenet": "inception5b", "inception_v3": "Mixed_7c", "squeezenet1_1": "features.12",
+                    "alexnet": "features.11", "convnext_tiny": "features.7", "swin_t": "features.7",
+                    "vit_b_16": "encoder.layers.encoder_layer_11.ln_1"}
+    for name in torchvision.models.list_models(module=torchvision.models):
+        with parameters_on_meta(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # googlenet and inception_v3 warn about their initialisation
+            model = torchvision.models.get_model(name, weights=None)
+        layer = zoo.torchvision_layer(model)
+        assert layer in dict(model.named_modules()) and layer == conventional.get(name, layer), name
+        assert zoo.torchvision_reshape(model) == {"vit": "vit", "swi": "channels-last"}.get(name[:3]), name
+
+
+@pytest.mark.parametrize("name, size", [("regnet_y_400mf", 64), ("shufflenet_v2_x0_5", 64), ("mnasnet0_5", 64),
+                                        ("googlenet", 64), ("inception_v3", 80), ("squeezenet1_1", 64)])
+def test_new_torchvision_layers_are_spatial_maps(name, size):
+    import torchvision
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = torchvision.models.get_model(name, weights=None).eval()
+    layer = zoo.torchvision_layer(model)
+    assert layer in dict(cam_lib.spatial_layers(model, torch.randn(1, 3, size, size)))
 
 
 def test_vqa_training_keeps_the_pretrained_convolutions(tmp_path, monkeypatch):
@@ -81,12 +124,14 @@ def test_scene_layout_names_each_object_in_its_cell():
         for shape, colour, (x, y) in zip(scenes.object_shapes[n].tolist(), scenes.object_colours[n].tolist(),
                                          scenes.object_centres[n].tolist()):
             if shape >= 0:
-                assert layout[n, int(x // cell_size) + 4 * int(y // cell_size)] == 1 + shape * len(data.VQA_COLOURS) + colour
+                cell = int(x // cell_size) + 4 * int(y // cell_size)
+                assert layout[n, cell] == 1 + shape * len(data.VQA_COLOURS) + colour
     assert (layout > 0).sum(1).tolist() == (scenes.object_shapes >= 0).sum(1).tolist()
     counts = zoo.scene_counts(scenes)
     for n in range(50):
         pairs = [(s, c) for s, c in zip(scenes.object_shapes[n].tolist(), scenes.object_colours[n].tolist()) if s >= 0]
-        assert counts[n].tolist() == [pairs.count((s, c)) for s in range(len(data.VQA_SHAPES)) for c in range(len(data.VQA_COLOURS))]
+        assert counts[n].tolist() == [pairs.count((s, c)) for s in range(len(data.VQA_SHAPES))
+                                      for c in range(len(data.VQA_COLOURS))]
 
 
 @pytest.mark.parametrize("name", ["lookalike-vgg", "lookalike-resnet"])
