@@ -7,6 +7,9 @@ followed by an affine layer ``z = W x + b``, the pre-activation of a coalition i
 
 So a coalition costs one addition of ``t_k`` instead of a pass through the head, and an ordering of
 SHAP-CAM is a cumulative sum. This is what makes SHAP-CAM, exact SHAP and Ablation-CAM fast.
+
+When the head ends in a linear layer (the readout ``y = W_out h + b_out``) and the utility is the logit
+``u(y) = y_c``, only row ``c`` of the readout is needed: ``u = W_out[c] . h + b_out[c]``.
 """
 from __future__ import annotations
 
@@ -40,6 +43,8 @@ class AdditiveHead:
     tail: fx.GraphModule
     tail_skips: fx.GraphModule
     is_output: bool  # the affine layer's output is the logits (no tail)
+    features: Optional[fx.GraphModule] = None  # the tail up to the readout's input ``h``
+    readout: Optional[nn.Linear] = None  # the tail's last layer, when it is linear
 
     def terms(self, activations: Tensor) -> tuple[Tensor, Tensor]:
         """``z(empty)`` ``[B, *shape]`` and channel terms ``t`` ``[B, K, D]`` (``D``: the affine output, flattened)."""
@@ -64,7 +69,36 @@ class AdditiveHead:
 
     def logits(self, z: Tensor, skips: tuple, shape: torch.Size) -> Tensor:
         """Finish the head from pre-activations ``z`` ``[N, D]`` (``shape``: the affine output's)."""
-        return self.tail(z.view(z.shape[0], *shape), *skips)
+        return OneDnnLinears(self.tail).run(z.view(z.shape[0], *shape), *skips)
+
+    def target_logit(self, z: Tensor, skips: tuple, shape: torch.Size, target: int) -> Tensor:
+        """``y_c`` alone from pre-activations ``z`` ``[N, D]``: ``W_out[c] . h + b_out[c]``, one row of the readout."""
+        features = OneDnnLinears(self.features).run(z.view(z.shape[0], *shape), *skips)
+        bias = 0.0 if self.readout.bias is None else self.readout.bias[target]
+        return features @ self.readout.weight[target] + bias
+
+
+class OneDnnLinears(fx.Interpreter):
+    """Runs a graph with its linear layers on oneDNN's matmul where it can (CPU, float32, no autograd).
+
+    The same numbers to float rounding (about 1e-6 relative); measured 1.3-1.4x faster than the default BLAS
+    (MKL) on this project's AMD CPU, on the ``[P (K + 1), 4096] x [4096, 4096]`` products of SHAP-CAM on VGG-16.
+    """
+
+    def call_module(self, target: str, args: tuple, kwargs: dict) -> object:
+        module = self.fetch_attr(target)
+        if isinstance(module, nn.Linear) and not kwargs and _onednn_can_run(args[0], module):
+            return torch.ops.mkldnn._linear_pointwise(args[0], module.weight, module.bias, "none", [], "")
+        return super().call_module(target, args, kwargs)
+
+
+def _onednn_can_run(x: Tensor, linear: nn.Linear) -> bool:
+    """oneDNN's fused linear takes float32 matrices on the CPU, and has no backward."""
+    return (ONEDNN_LINEAR and x.is_cpu and x.ndim == 2 and x.dtype == linear.weight.dtype == torch.float32
+            and not torch.is_grad_enabled())
+
+
+ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 def _is_flatten(node: fx.Node, module: Optional[nn.Module]) -> bool:
@@ -117,4 +151,8 @@ def _assemble(head: fx.GraphModule, before: fx.Node, affine: fx.Node) -> Additiv
     separable = fx.GraphModule(head, subgraph(graph, inputs[:1], [before]))
     tail = fx.GraphModule(head, subgraph(graph, [affine, *skips], [output]))
     tail_skips = fx.GraphModule(head, subgraph(graph, inputs[1:], skips, bare=False))
-    return AdditiveHead(separable, head.get_submodule(affine.target), tail, tail_skips, affine is output)
+    last = head.get_submodule(output.target) if output.op == "call_module" and affine is not output else None
+    if not isinstance(last, nn.Linear) or len(output.all_input_nodes) != 1:
+        return AdditiveHead(separable, head.get_submodule(affine.target), tail, tail_skips, affine is output)
+    features = fx.GraphModule(head, subgraph(graph, [affine, *skips], output.all_input_nodes))
+    return AdditiveHead(separable, head.get_submodule(affine.target), tail, tail_skips, False, features, last)
