@@ -243,11 +243,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     table = pd.concat([benchmark(name, args.size, args.repeats, args.skip_slow, args.permutations, args.only)
                        for name in args.models])
-    table["threads"] = torch.get_num_threads()
+    table["threads"] = threads = torch.get_num_threads()
     if args.only and args.out.exists():
         kept = pd.read_csv(args.out)
-        kept = kept[~kept.method.str.startswith(args.only) | ~kept.model.isin(args.models)]
-        table = pd.concat([kept, table])
+        kept["threads"] = kept["threads"].fillna(2) if "threads" in kept else 2  # rows from before: 2 threads
+        replaced = kept.method.str.startswith(args.only) & kept.model.isin(args.models) & (kept.threads == threads)
+        table = pd.concat([kept[~replaced], table])
     table.to_csv(args.out, index=False)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
         print(table.to_string(index=False))

@@ -32,6 +32,7 @@ SEPARABLE_FUNCTIONS = {
     F.hardswish, F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.dropout,
 }
 SEPARABLE_METHODS = {"relu", "sigmoid", "tanh", "contiguous"}
+ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 @dataclass
@@ -87,18 +88,15 @@ class OneDnnLinears(fx.Interpreter):
 
     def call_module(self, target: str, args: tuple, kwargs: dict) -> object:
         module = self.fetch_attr(target)
-        if isinstance(module, nn.Linear) and not kwargs and _onednn_can_run(args[0], module):
+        if isinstance(module, nn.Linear) and not kwargs and len(args) == 1 and _onednn_can_run(args[0], module):
             return torch.ops.mkldnn._linear_pointwise(args[0], module.weight, module.bias, "none", [], "")
         return super().call_module(target, args, kwargs)
 
 
 def _onednn_can_run(x: Tensor, linear: nn.Linear) -> bool:
     """oneDNN's fused linear takes float32 matrices on the CPU, and has no backward."""
-    return (ONEDNN_LINEAR and x.is_cpu and x.ndim == 2 and x.dtype == linear.weight.dtype == torch.float32
-            and not torch.is_grad_enabled())
-
-
-ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    return (ONEDNN_LINEAR and isinstance(x, Tensor) and x.is_cpu and x.ndim == 2 and x.is_contiguous()
+            and x.dtype == linear.weight.dtype == torch.float32 and not torch.is_grad_enabled())
 
 
 def _is_flatten(node: fx.Node, module: Optional[nn.Module]) -> bool:

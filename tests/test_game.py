@@ -114,7 +114,8 @@ def test_null_players_get_zero_without_evaluation_and_the_others_their_marginals
 def test_a_logit_reads_one_row_of_the_readout():
     model = seeded(VggNet)
     additive = cam_lib.Explainer(model, "features").split.additive
-    assert additive.readout is model.classifier[5] and cam_lib.Explainer(seeded(GapNet), "features").split.additive.readout is None
+    assert additive.readout is model.classifier[5]
+    assert cam_lib.Explainer(seeded(GapNet), "features").split.additive.readout is None  # the affine layer is the output
     z, shape = torch.randn(7, 32), torch.Size([32])
     with torch.no_grad():
         logits = additive.logits(z, (), shape)
