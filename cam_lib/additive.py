@@ -7,11 +7,14 @@ followed by an affine layer ``z = W x + b``, the pre-activation of a coalition i
 
 So a coalition costs one addition of ``t_k`` instead of a pass through the head, and an ordering of
 SHAP-CAM is a cumulative sum. This is what makes SHAP-CAM, exact SHAP and Ablation-CAM fast.
+
+When the head ends in a linear layer (the readout ``y = W_out h + b_out``) and the utility is the logit
+``u(y) = y_c``, only row ``c`` of the readout is needed: ``u = W_out[c] . h + b_out[c]``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +32,7 @@ SEPARABLE_FUNCTIONS = {
     F.hardswish, F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.dropout,
 }
 SEPARABLE_METHODS = {"relu", "sigmoid", "tanh", "contiguous"}
+ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 @dataclass
@@ -40,6 +44,8 @@ class AdditiveHead:
     tail: fx.GraphModule
     tail_skips: fx.GraphModule
     is_output: bool  # the affine layer's output is the logits (no tail)
+    features: fx.GraphModule | None = None  # the tail up to the readout's input ``h``
+    readout: nn.Linear | None = None  # the tail's last layer, when it is linear
 
     def terms(self, activations: Tensor) -> tuple[Tensor, Tensor]:
         """``z(empty)`` ``[B, *shape]`` and channel terms ``t`` ``[B, K, D]`` (``D``: the affine output, flattened)."""
@@ -58,25 +64,53 @@ class AdditiveHead:
     def _conv_terms(self, delta: Tensor) -> Tensor:
         """Each input channel convolved alone: one grouped convolution with ``K`` groups."""
         conv, channels = self.affine, delta.shape[1]
+        assert isinstance(conv, nn.Conv2d)  # terms() sends a Linear affine layer to its einsum
         weight = conv.weight.transpose(0, 1).reshape(-1, 1, *conv.weight.shape[2:])
         out = F.conv2d(delta, weight, None, conv.stride, conv.padding, conv.dilation, groups=channels)
         return out.view(delta.shape[0], channels, conv.out_channels, *out.shape[2:])
 
     def logits(self, z: Tensor, skips: tuple, shape: torch.Size) -> Tensor:
         """Finish the head from pre-activations ``z`` ``[N, D]`` (``shape``: the affine output's)."""
-        return self.tail(z.view(z.shape[0], *shape), *skips)
+        return OneDnnLinears(self.tail).run(z.view(z.shape[0], *shape), *skips)
+
+    def target_logit(self, z: Tensor, skips: tuple, shape: torch.Size, target: int | Tensor) -> Tensor:
+        """``y_c`` alone from pre-activations ``z`` ``[N, D]``: ``W_out[c] . h + b_out[c]``, one row of the readout."""
+        assert self.features is not None and self.readout is not None  # the caller checks ``readout``
+        features = OneDnnLinears(self.features).run(z.view(z.shape[0], *shape), *skips)
+        bias = 0.0 if self.readout.bias is None else self.readout.bias[target]
+        return features @ self.readout.weight[target] + bias
 
 
-def _is_flatten(node: fx.Node, module: Optional[nn.Module]) -> bool:
+class OneDnnLinears(fx.Interpreter):
+    """Runs a graph with its linear layers on oneDNN's matmul where it can (CPU, float32, no autograd).
+
+    The same numbers to float rounding (about 1e-6 relative); measured 1.3-1.4x faster than the default BLAS
+    (MKL) on this project's AMD CPU, on the ``[P (K + 1), 4096] x [4096, 4096]`` products of SHAP-CAM on VGG-16.
+    """
+
+    def call_module(self, target: Any, args: tuple, kwargs: dict) -> Any:
+        module = self.fetch_attr(str(target))
+        if isinstance(module, nn.Linear) and not kwargs and len(args) == 1 and _onednn_can_run(args[0], module):
+            return torch.ops.mkldnn._linear_pointwise(args[0], module.weight, module.bias, "none", [], "")
+        return super().call_module(target, args, kwargs)
+
+
+def _onednn_can_run(x: Tensor, linear: nn.Linear) -> bool:
+    """oneDNN's fused linear takes float32 matrices on the CPU, and has no backward."""
+    return (ONEDNN_LINEAR and isinstance(x, Tensor) and x.is_cpu and x.ndim == 2 and x.is_contiguous()
+            and x.dtype == linear.weight.dtype == torch.float32 and not torch.is_grad_enabled())
+
+
+def _is_flatten(node: fx.Node, module: nn.Module | None) -> bool:
     """``flatten(x, 1)`` in any spelling: channels become contiguous blocks of the vector."""
     if isinstance(module, nn.Flatten):
         return module.start_dim == 1 and module.end_dim == -1
     start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
-    return ((node.op == "call_function" and node.target is torch.flatten)
-            or (node.op == "call_method" and node.target == "flatten")) and start == 1
+    return bool(((node.op == "call_function" and node.target is torch.flatten)
+                 or (node.op == "call_method" and node.target == "flatten")) and start == 1)
 
 
-def _is_separable(node: fx.Node, module: Optional[nn.Module]) -> bool:
+def _is_separable(node: fx.Node, module: nn.Module | None) -> bool:
     """Acts on each channel alone (so masking a channel before or after it is the same game)."""
     if node.op == "call_module":
         return isinstance(module, SEPARABLE_MODULES) and not getattr(module, "return_indices", False)
@@ -85,7 +119,7 @@ def _is_separable(node: fx.Node, module: Optional[nn.Module]) -> bool:
     return node.op == "call_method" and node.target in SEPARABLE_METHODS
 
 
-def find_additive(head: fx.GraphModule) -> Optional[AdditiveHead]:
+def find_additive(head: fx.GraphModule) -> AdditiveHead | None:
     """Walk the head from its ``activations`` input; return the additive form, or None if there is none."""
     modules = dict(head.named_modules())
     node, flat = placeholders(head.graph)[0], False
@@ -96,7 +130,7 @@ def find_additive(head: fx.GraphModule) -> Optional[AdditiveHead]:
             return None
         if _is_flatten(user, module):
             flat = True
-        elif isinstance(module, nn.Linear) and flat or _is_conv(module) and not flat:
+        elif (isinstance(module, nn.Linear) and flat) or (_is_conv(module) and not flat):
             return _assemble(head, node, user)
         elif not _is_separable(user, module):
             return None
@@ -104,7 +138,7 @@ def find_additive(head: fx.GraphModule) -> Optional[AdditiveHead]:
     return None
 
 
-def _is_conv(module: Optional[nn.Module]) -> bool:
+def _is_conv(module: nn.Module | None) -> bool:
     """A dense 2-D convolution with zero padding: affine and channel-mixing."""
     return isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
 
@@ -117,4 +151,12 @@ def _assemble(head: fx.GraphModule, before: fx.Node, affine: fx.Node) -> Additiv
     separable = fx.GraphModule(head, subgraph(graph, inputs[:1], [before]))
     tail = fx.GraphModule(head, subgraph(graph, [affine, *skips], [output]))
     tail_skips = fx.GraphModule(head, subgraph(graph, inputs[1:], skips, bare=False))
-    return AdditiveHead(separable, head.get_submodule(affine.target), tail, tail_skips, affine is output)
+    # a readout: the output is one linear layer's (not a dict or a tuple of outputs)
+    readout = isinstance(output, fx.Node) and output.op == "call_module" and affine is not output
+    last = head.get_submodule(str(output.target)) if readout else None
+    layer = head.get_submodule(str(affine.target))
+    assert isinstance(layer, (nn.Linear, nn.Conv2d))  # find_additive cuts only at such layers
+    if not isinstance(last, nn.Linear) or len(output.all_input_nodes) != 1:
+        return AdditiveHead(separable, layer, tail, tail_skips, affine is output)
+    features = fx.GraphModule(head, subgraph(graph, [affine, *skips], output.all_input_nodes))
+    return AdditiveHead(separable, layer, tail, tail_skips, False, features, last)

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .additive import AdditiveHead
 from .deeplift import rescale_rule, utility_multiplier, warn_uncovered
 from .split import Cut
 from .utility import CallableUtility, Utility, is_linear, tensor_leaves
@@ -80,10 +81,11 @@ class ChannelGame:
 
         One forward and one backward of the network: the copy is a different game, with its own players.
         """
+        assert self.cut.recut is not None  # both splits and every layout give their cuts one
         cut = self.cut.recut(images)
         activations = cut.activations.detach().clone().requires_grad_()
         with torch.enable_grad():
-            grad, = torch.autograd.grad(self.payoff(cut.head(activations)).sum(), activations)
+            grad, = torch.autograd.grad(self.payoff(cut.head(activations, None)).sum(), activations)
         return grad
 
     def gradient_and_hvp(self) -> tuple[Tensor, Tensor]:
@@ -129,28 +131,48 @@ class ChannelGame:
     def marginals(self, orderings: Tensor) -> Tensor:
         """Marginal contribution of each channel when it joins, along each ordering ``[P, K]``: ``[B, P, K]``.
 
-        Ordering ``pi`` visits the coalitions ``{}, {pi_1}, {pi_1, pi_2}, ..., N``: K + 1 values.
+        Ordering ``pi`` visits the coalitions ``{}, {pi_1}, {pi_1, pi_2}, ..., N``: K + 1 values. A channel whose
+        map is zero is a null player (joining changes no coalition): its marginals are 0 without evaluation,
+        and the ordering visits only the coalitions of the other channels.
         """
-        per_chunk = max(1, self.batch_size // (self.num_players + 1))
-        return torch.stack([torch.cat([self._ordering_marginals(image, chunk)
-                                       for chunk in orderings.split(per_chunk)])
-                            for image in range(len(self.activations))])
+        marginals = self.activations.new_zeros(len(self.activations), *orderings.shape)
+        for image, activations in enumerate(self.activations):
+            active = activations.flatten(1).ne(0).any(1)
+            kept = orderings[active[orderings]].view(len(orderings), int(active.sum()))  # null players left out
+            per_chunk = max(1, self.batch_size // (kept.shape[1] + 1))
+            marginals[image][:, active] = torch.cat([self._ordering_marginals(image, chunk)
+                                                     for chunk in kept.split(per_chunk)])
+        return marginals
 
     def _ordering_marginals(self, image: int, orderings: Tensor) -> Tensor:
-        """Marginals of one image along a chunk of orderings, scattered back to channel order."""
+        """Marginals of one image along a chunk of orderings of some channels, in the order of the channels' indices."""
         count, players = orderings.shape
-        rank = orderings.argsort(1)  # position of each channel in its ordering
-        if self._additive is None:
+        if self._additive is None:  # coalition s of ordering p holds its first s channels: masks[p, s, pi_j] = j < s
             steps = torch.arange(players + 1, device=orderings.device)
-            masks = (rank[:, None, :] < steps[None, :, None]).flatten(0, 1)
-            values = self._values(image, masks.to(self.activations)).view(count, players + 1)
+            joined = (steps[None, :, None] > steps[None, None, :-1]).expand(count, -1, -1)
+            masks = torch.zeros(count, players + 1, self.num_players, dtype=torch.bool, device=orderings.device)
+            masks.scatter_(2, orderings[:, None, :].expand(-1, players + 1, -1), joined)
+            values = self._values(image, masks.flatten(0, 1).to(self.activations)).view(count, players + 1)
         else:
-            z0, terms, _ = self._additive
-            running = terms[image][orderings].cumsum(1)
-            prefix = torch.cat([torch.zeros_like(running[:, :1]), running], 1) + z0[image]
-            values = self._tail_values(image, prefix.flatten(0, 1)).view(count, players + 1)
+            values = self._tail_values(image, self._running_sums(image, orderings).flatten(0, 1))
+            values = values.view(count, players + 1)
         gains = values.diff(dim=1)
-        return gains.gather(1, rank)
+        return gains.gather(1, orderings.argsort(1))  # argsort: where each channel, by index, joins
+
+    def _running_sums(self, image: int, orderings: Tensor) -> Tensor:
+        """Pre-activations ``z`` of the K + 1 coalitions along each ordering, ``[P, K + 1, D]``.
+
+        ``z(empty)``, then one channel term added per step. On a CPU, when a step adds long rows (a hidden
+        layer's pre-activations), adding all orderings' rows at once per step is several times faster than
+        ``cumsum``, which walks the middle dimension one element at a time.
+        """
+        z0, terms, _ = self._parts()[1]
+        sums = torch.cat([z0[image].expand(len(orderings), 1, -1), terms[image][orderings]], 1)
+        if not sums.is_cpu or sums[:, 0].numel() < 1024:
+            return sums.cumsum(1)
+        for step in range(1, sums.shape[1]):
+            sums[:, step] += sums[:, step - 1]
+        return sums
 
     def _values(self, image: int, masks: Tensor) -> Tensor:
         """``v(S)`` of one image for a chunk of coalitions ``[n, K]``."""
@@ -174,12 +196,21 @@ class ChannelGame:
             return z0.gather(1, self.target[:, None]), terms.gather(2, index), z0.shape[1:]
         return z0.flatten(1), terms, z0.shape[1:]
 
+    def _parts(self) -> tuple[AdditiveHead, tuple[Tensor, Tensor, torch.Size]]:
+        """The additive head and ``_additive``'s terms, for the code that runs only when the head is additive."""
+        additive, parts = self.cut.additive, self._additive
+        assert additive is not None and parts is not None
+        return additive, parts
+
     def _tail_values(self, image: int, z: Tensor) -> Tensor:
         """``u`` of the head's tail applied to pre-activations ``z`` ``[n, D]`` of one image."""
+        additive, (_, _, shape) = self._parts()
         with torch.no_grad():
-            if self.cut.additive.is_output and is_linear(self.utility):
+            if additive.is_output and is_linear(self.utility):
                 return z[:, 0]
             rows = torch.full((len(z),), image, device=z.device)
-            logits = self.cut.additive.logits(z, self.cut.tail_skips(rows), self._additive[2])
+            if additive.readout is not None and is_linear(self.utility):  # y_c needs one row of the readout
+                return additive.target_logit(z, self.cut.tail_skips(rows), shape, self.target[image])
+            logits = additive.logits(z, self.cut.tail_skips(rows), shape)
             return self.payoff(logits, rows)
 

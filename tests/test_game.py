@@ -2,9 +2,21 @@
 and the running-sum fast path agrees with plain head evaluations."""
 import pytest
 import torch
+from torch import nn
+from toy_models import CLASSES, FunctionalNet, GapNet, ReusedReluNet, SkipNet, VggNet, images, seeded
 
 import cam_lib
-from toy_models import FunctionalNet, GapNet, ReusedReluNet, SkipNet, VggNet, images, seeded
+from cam_lib.additive import OneDnnLinears
+
+
+class WideVggNet(VggNet):
+    """VggNet with a 1,100-wide hidden layer, like VGG-16's 4,096: running sums long enough for the CPU's
+    step-by-step path."""
+
+    def __init__(self, channels: int = 12):
+        super().__init__(channels)
+        self.classifier = nn.Sequential(nn.Linear(channels * 16, 1100), nn.ReLU(), nn.Dropout(),
+                                        nn.Linear(1100, 16), nn.ReLU(), nn.Linear(16, CLASSES))
 
 
 def relative_error(estimate, reference):
@@ -55,7 +67,8 @@ def test_shap_is_deterministic_for_a_seed():
     assert not torch.equal(first.alpha, cam_lib.explain(model, x, "features", "shap", n_permutations=20, seed=6).alpha)
 
 
-@pytest.mark.parametrize("model_class, layer", [(GapNet, "features"), (VggNet, "features"), (VggNet, "features.2")])
+@pytest.mark.parametrize("model_class, layer", [(GapNet, "features"), (VggNet, "features"), (VggNet, "features.2"),
+                                               (WideVggNet, "features"), (SkipNet, "inner")])
 @pytest.mark.parametrize("utility", ["logit", "rest"])
 def test_running_sums_agree_with_head_evaluations(model_class, layer, utility):
     """The additive fast path (linear, then conv as first affine layer) against plain head evaluations."""
@@ -66,6 +79,60 @@ def test_running_sums_agree_with_head_evaluations(model_class, layer, utility):
         fast = explainer(x, method, utility=utility, **options)
         slow = cam_lib.explain(model, x, layer, method, utility=utility, trace=False, **options)
         torch.testing.assert_close(fast.alpha, slow.alpha, rtol=1e-4, atol=1e-5, msg=method)
+
+
+def test_running_sums_step_by_step_equal_the_cumulative_sum():
+    model, x = seeded(WideVggNet), images(2)
+    game = cam_lib.Explainer(model, "features").game(x)
+    orderings = cam_lib.shapley.random_orderings(3, game.num_players, seed=0)
+    z0, terms, _ = game._additive
+    for image in range(len(x)):
+        running = terms[image][orderings].cumsum(1)  # the running sums as SHAP-CAM wrote them first
+        first = torch.cat([torch.zeros_like(running[:, :1]), running], 1) + z0[image]
+        torch.testing.assert_close(game._running_sums(image, orderings), first)
+
+
+@pytest.mark.parametrize("additive", [True, False])
+def test_null_players_get_zero_without_evaluation_and_the_others_their_marginals(additive):
+    model, x = seeded(VggNet), images(2)
+    with torch.no_grad():  # channels 0 and 5 die: their maps are ReLU(-1) = 0
+        model.features[3].weight[[0, 5]] = 0.0
+        model.features[3].bias[[0, 5]] = -1.0
+    explainer = cam_lib.Explainer(model, "features")
+    if not additive:
+        explainer.split.additive = None
+    game = explainer.game(x)
+    orderings = cam_lib.shapley.random_orderings(4, game.num_players, seed=0)
+    marginals = game.marginals(orderings)
+    assert (marginals[:, :, [0, 5]] == 0).all() and (marginals[:, :, 1] != 0).all()
+    rank = orderings.argsort(1)  # every coalition of every ordering, null players included, through v(S)
+    masks = rank[:, None, :] < torch.arange(game.num_players + 1)[None, :, None]
+    values = game.coalition_values(masks.flatten(0, 1)).view(len(x), len(orderings), -1)
+    torch.testing.assert_close(marginals, values.diff(dim=2).gather(2, rank.expand(len(x), -1, -1)))
+
+
+def test_a_logit_reads_one_row_of_the_readout():
+    model = seeded(VggNet)
+    additive = cam_lib.Explainer(model, "features").split.additive
+    assert additive.readout is model.classifier[5]
+    # the affine layer is the output
+    assert cam_lib.Explainer(seeded(GapNet), "features").split.additive.readout is None
+    z, shape = torch.randn(7, 32), torch.Size([32])
+    with torch.no_grad():
+        logits = additive.logits(z, (), shape)
+        for target in range(CLASSES):
+            torch.testing.assert_close(additive.target_logit(z, (), shape, target), logits[:, target])
+
+
+def test_onednn_linears_compute_the_graphs_own_function():
+    tail = cam_lib.Explainer(seeded(WideVggNet), "features").split.additive.tail
+    z = torch.randn(9, 1100)
+    with torch.no_grad():
+        torch.testing.assert_close(OneDnnLinears(tail).run(z), tail(z))
+    with torch.enable_grad():  # oneDNN's fused linear has no backward: the graph's own modules run instead
+        z.requires_grad_()
+        OneDnnLinears(tail).run(z).sum().backward()
+    assert z.grad is not None
 
 
 def test_batch_size_does_not_change_results():
