@@ -89,6 +89,7 @@ class OneDnnLinears(fx.Interpreter):
     """
 
     def call_module(self, target: Any, args: tuple, kwargs: dict) -> Any:
+        """A linear layer on oneDNN when ``_onednn_can_run``; any other module as the graph says."""
         module = self.fetch_attr(str(target))
         if isinstance(module, nn.Linear) and not kwargs and len(args) == 1 and _onednn_can_run(args[0], module):
             return torch.ops.mkldnn._linear_pointwise(args[0], module.weight, module.bias, "none", [], "")
