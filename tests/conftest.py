@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,6 +41,36 @@ VOILA_START_TIMEOUT_S = 60
 # nbval's kernels inherit this: they run the chapters' panels live (one drawing each). The static panels,
 # precomputed over their grids, are the book build's work; test_browser_static.py checks them on the site.
 os.environ.setdefault("SHAPLEY_CAMS_PANELS", "live")
+
+
+KERNEL_START_ATTEMPTS = 3
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """nbval starts one kernel per notebook. Two kernels starting at once on two xdist workers can race for
+    the same free ports, and one dies before replying to kernel_info (seen once in a CI rehearsal, with no
+    error of the notebook's). Start kernels one at a time across workers (a file lock held only while a
+    kernel starts), and start again, saying so, when one dies on the way up."""
+    try:
+        from nbval.plugin import IPyNbFile
+    except ImportError:
+        return
+    start = IPyNbFile.setup
+    lock_path = Path(tempfile.gettempdir()) / "shapley-cams-kernel-start.lock"
+
+    def setup_one_at_a_time(self) -> None:
+        for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+            with lock_path.open("w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    return start(self)
+                except RuntimeError as error:
+                    if attempt == KERNEL_START_ATTEMPTS:
+                        raise
+                    print(f"{self.fspath.basename}: kernel start {attempt} failed ({error}); starting again",
+                          file=sys.stderr)
+
+    IPyNbFile.setup = setup_one_at_a_time
 
 
 def _free_port() -> int:
