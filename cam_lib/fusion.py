@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import maps
@@ -57,8 +56,7 @@ def fuse(cams: Sequence[Tensor], fusion: str = "max", gamma: float | None = None
     normalised = [maps.minmax(cam) for cam in cams]
     if fusion == "max" and gamma is not None:
         normalised = [torch.tanh(gamma * cam) for cam in normalised]
-    resized = torch.stack([F.interpolate(cam[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-                           for cam in normalised])
+    resized = torch.stack([maps.upsample(cam, size) for cam in normalised])
     return resized.amax(0) if fusion == "max" else maps.minmax(resized.prod(0))
 
 

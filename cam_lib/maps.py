@@ -21,7 +21,11 @@ def minmax(maps: Tensor) -> Tensor:
     return safe_divide(flat - low, span).view_as(maps)
 
 
+def upsample(cam: Tensor, size: tuple[int, ...]) -> Tensor:
+    """``up(L)``: bilinear resizing of ``[B, h, w]`` maps to ``size``."""
+    return F.interpolate(cam[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
 def saliency(cam: Tensor, size: tuple[int, ...]) -> Tensor:
     """``s(up(L))``: bilinear upsampling of ``[B, h, w]`` maps to ``size``, then min-max per map."""
-    upsampled = F.interpolate(cam[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-    return minmax(upsampled)
+    return minmax(upsample(cam, size))

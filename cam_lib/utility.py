@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils._pytree import tree_leaves
 
 Utility = Callable[[Tensor, Tensor], Tensor]  # a named utility: (logits, target) -> [B]
 OutputUtility = Callable[..., Tensor]         # a user's: outputs -> [B], or (outputs, rows) -> [B]
@@ -58,13 +59,7 @@ def is_linear(utility: Utility) -> bool:
 
 def tensor_leaves(outputs: Any) -> list[Tensor]:
     """The tensors in a model's outputs: the tensor itself, or those in (nested) tuples, lists and dicts."""
-    if isinstance(outputs, Tensor):
-        return [outputs]
-    if isinstance(outputs, Mapping):
-        outputs = list(outputs.values())
-    if isinstance(outputs, (tuple, list)):
-        return [leaf for item in outputs for leaf in tensor_leaves(item)]
-    return []
+    return [leaf for leaf in tree_leaves(outputs) if isinstance(leaf, Tensor)]
 
 
 class CallableUtility:
