@@ -1,5 +1,6 @@
 """Each method against its formula written independently here (hooks on the whole model, not cam_lib's
 split), and against the grad-cam package where it implements the same thing."""
+import grad_cam_reference
 import numpy as np
 import pytest
 import torch
@@ -153,18 +154,10 @@ def test_shapleycam_variants_are_element_wise():
 def grad_cam_package_map(cam_class, model, x, target, target_class, layer=None, relu=True):
     """The grad-cam package's map before its own scaling, captured from get_cam_image."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputReST, ClassifierOutputTarget
-    explainer = cam_class(model=model, target_layers=[model.features if layer is None else layer])
-    captured = []
-    original = explainer.get_cam_image
-
-    def capture(*args, **kwargs):
-        captured.append(original(*args, **kwargs))
-        return captured[-1]
-
-    explainer.get_cam_image = capture
     wrap = ClassifierOutputReST if target_class == "rest" else ClassifierOutputTarget
-    explainer(x, targets=[wrap(int(c)) for c in target])
-    return torch.from_numpy(np.maximum(captured[0], 0) if relu else captured[0]).float()
+    _, raw = grad_cam_reference.run(cam_class, model, x, [wrap(int(c)) for c in target],
+                                    model.features if layer is None else layer)
+    return torch.from_numpy(np.maximum(raw, 0) if relu else raw).float()
 
 
 @pytest.mark.parametrize("name, utility", [("gradcam", "logit"), ("gradcam++", "logit"), ("xgradcam", "logit"),

@@ -1,4 +1,5 @@
 """grad-cam's aug_smooth and eigen_smooth, against the grad-cam package and as properties of the projection."""
+import grad_cam_reference
 import numpy as np
 import pytest
 import torch
@@ -11,18 +12,9 @@ from cam_lib import smoothing
 def package_output(cam_class, model, x, target, aug_smooth=False, eigen_smooth=False, capture=False):
     """grad-cam's final map [B, H, W] (or, with ``capture``, the raw map of get_cam_image)."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-    explainer = cam_class(model=model, target_layers=[model.features])
-    captured = []
-    original = explainer.get_cam_image
-
-    def keep(*args, **kwargs):
-        captured.append(original(*args, **kwargs))
-        return captured[-1]
-
-    explainer.get_cam_image = keep
-    final = explainer(x, targets=[ClassifierOutputTarget(int(c)) for c in target], aug_smooth=aug_smooth,
-                      eigen_smooth=eigen_smooth)
-    return torch.from_numpy(np.asarray(captured[0] if capture else final)).float()
+    final, raw = grad_cam_reference.run(cam_class, model, x, [ClassifierOutputTarget(int(c)) for c in target],
+                                        model.features, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+    return torch.from_numpy(np.asarray(raw if capture else final)).float()
 
 
 @pytest.mark.parametrize("name", ["gradcam", "gradcam++", "layercam", "gradcam-elementwise"])
