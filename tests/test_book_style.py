@@ -1,8 +1,11 @@
-"""The chapters' code as readers see it: no line runs past the page (88 columns), on the site or in the PDF."""
+"""The chapters as a course reads them: code that fits the page (88 columns, on the site and in the PDF), and
+every chapter shaped as course material (goals, summary, exercises with folded solutions)."""
 import json
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
 WIDTH = 88
@@ -14,3 +17,34 @@ def test_code_cells_fit_the_page(chapter: Path) -> None:
     long = [(index, line) for index, cell in enumerate(cells) if cell["cell_type"] == "code"
             for line in "".join(cell["source"]).splitlines() if len(line) > WIDTH]
     assert not long, f"{chapter.name}: code lines over {WIDTH} columns (ruff format --line-length {WIDTH}): {long}"
+
+
+def _chapters() -> list[Path]:
+    """The notebooks of the table of contents' parts: every page a course reads, not the root intro or the
+    Markdown reference pages (notation, API, references)."""
+    toc = yaml.safe_load((BOOK.parent / "_toc.yml").read_text())
+    files = [BOOK.parent / f"{entry['file']}.ipynb" for part in toc["parts"] for entry in part["chapters"]]
+    return [path for path in files if path.exists()]
+
+
+@pytest.mark.parametrize("chapter", _chapters(), ids=lambda path: path.name)
+def test_chapter_is_course_material(chapter: Path) -> None:
+    """Goals and assumptions first; a summary; 3-6 exercises, each with a folded solution, at least one
+    solved by code that nbval runs and that ends in an assert."""
+    cells = json.loads(chapter.read_text())["cells"]
+    text = ["".join(cell["source"]) for cell in cells]
+    assert "**After this" in text[0] and "**It assumes**" in text[0], f"{chapter.name}: goals and assumptions"
+    if chapter.stem != "guide":  # the guide is itself a summary of the book
+        assert any(cell.startswith("## Summary") for cell in text), f"{chapter.name}: no summary"
+    markdown = "\n".join(t for t, cell in zip(text, cells) if cell["cell_type"] == "markdown")
+    exercises = re.findall(r"```\{exercise\}\n:label: ([\w-]+)", markdown)
+    solved = re.findall(r"````\{solution(?:-start)?\} ([\w-]+)\n:class: dropdown", markdown)
+    assert 3 <= len(exercises) <= 6, f"{chapter.name}: {len(exercises)} exercises"
+    assert sorted(solved) == sorted(exercises), f"{chapter.name}: exercises {exercises}, folded solutions {solved}"
+    inside, by_code = False, []
+    for source, cell in zip(text, cells):
+        if cell["cell_type"] == "markdown":
+            inside = "{solution-start}" in source.rsplit("{solution-end}", 1)[-1]
+        elif inside:
+            by_code.append("assert " in source)
+    assert any(by_code), f"{chapter.name}: no code solution that ends in an assert"
