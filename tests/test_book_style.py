@@ -9,6 +9,7 @@ import yaml
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
 WIDTH = 88
+KINDS = ("By hand", "With code", "Reading a figure", "Reading a table", "With the app")  # how an exercise opens
 
 
 @pytest.mark.parametrize("chapter", sorted(BOOK.glob("*.ipynb")), ids=lambda path: path.name)
@@ -29,8 +30,8 @@ def _chapters() -> list[Path]:
 
 @pytest.mark.parametrize("chapter", _chapters(), ids=lambda path: path.name)
 def test_chapter_is_course_material(chapter: Path) -> None:
-    """Goals and assumptions first; a summary; 3-6 exercises, each with a folded solution, at least one
-    solved by code that nbval runs and that ends in an assert."""
+    """Goals and assumptions first; a summary; 3-6 exercises of at least two kinds, each with a folded
+    solution, at least one solved by code that nbval runs and that ends in an assert."""
     cells = json.loads(chapter.read_text())["cells"]
     text = ["".join(cell["source"]) for cell in cells]
     assert "**After this" in text[0] and "**It assumes**" in text[0], f"{chapter.name}: goals and assumptions"
@@ -38,6 +39,9 @@ def test_chapter_is_course_material(chapter: Path) -> None:
         assert any(cell.startswith("## Summary") for cell in text), f"{chapter.name}: no summary"
     markdown = "\n".join(t for t, cell in zip(text, cells) if cell["cell_type"] == "markdown")
     exercises = re.findall(r"```\{exercise\}\n:label: ([\w-]+)", markdown)
+    kinds = re.findall(r"```\{exercise\}\n:label: [\w-]+\n\n([^:]*):", markdown)
+    assert len(kinds) == len(exercises) and set(kinds) <= set(KINDS), f"{chapter.name}: exercise kinds {kinds}"
+    assert len(set(kinds)) >= 2, f"{chapter.name}: exercises of one kind only ({kinds})"
     solved = re.findall(r"````\{solution(?:-start)?\} ([\w-]+)\n:class: dropdown", markdown)
     assert 3 <= len(exercises) <= 6, f"{chapter.name}: {len(exercises)} exercises"
     assert sorted(solved) == sorted(exercises), f"{chapter.name}: exercises {exercises}, folded solutions {solved}"
