@@ -52,3 +52,20 @@ def test_chapter_is_course_material(chapter: Path) -> None:
         elif inside:
             by_code.append("assert " in source)
     assert any(by_code), f"{chapter.name}: no code solution that ends in an assert"
+
+
+def test_every_glossary_term_is_used_and_every_chapter_links_the_glossary() -> None:
+    """The glossary is the book's vocabulary: each term is linked ({term}) from some chapter, and each
+    chapter links its terms to it."""
+    glossary = (BOOK / "notation.md").read_text().split("```{glossary}", 1)[1].split("```", 1)[0]
+    terms = set(re.findall(r"^(\w[\w -]*)$", glossary, re.M))
+    linked: dict[str, set[str]] = {}
+    for chapter in _chapters():
+        text = "".join("".join(cell["source"]) for cell in json.loads(chapter.read_text())["cells"])
+        roles = re.findall(r"\{term\}`(?:[^`<]*<)?([^`<>]+)>?`", text)
+        linked[chapter.name] = set(roles)
+    assert all(linked.values()), [name for name, found in linked.items() if not found]
+    unknown = set().union(*linked.values()) - terms
+    assert not unknown, f"{{term}} links to words the glossary lacks: {unknown}"
+    unused = terms - set().union(*linked.values())
+    assert len(terms) >= 10 and not unused, f"glossary terms no chapter links: {unused}"
