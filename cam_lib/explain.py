@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from . import maps, smoothing
 from .game import ChannelGame
-from .layout import Reshape, get_layout, reshaped, suggestion
+from .layout import Layout, Reshape, get_layout, reshaped, suggestion
 from .methods import METHODS
 from .runtime import model_device
 from .split import GraphSplit, HookSplit, resolve_layer, spatial_layers, split_model, warn_hooks
@@ -35,6 +35,9 @@ class Explanation:
     baseline: Tensor     # [B] v(empty) = u(F(0))
     stderr: Tensor | None = None  # [B, K] standard error of alpha (SHAP-CAM)
     utility_function: Callable | None = field(default=None, repr=False, compare=False)  # a callable utility
+    # how the layer was cut, so a metric that explains again (coherency) cuts it the same way
+    layout: Layout | None = field(default=None, repr=False, compare=False)  # the layer's output read as maps
+    traced: bool = True  # the head was cut by torch.fx (False: forward hooks)
 
     @property
     def local_accuracy_gap(self) -> Tensor:
@@ -94,7 +97,8 @@ class Explainer:
                 activations=game.activations, cam=cam.detach(), saliency=maps.saliency(cam.detach(), images.shape[-2:]),
                 target=target, score=game.score, baseline=game.baseline,
                 stderr=None if stderr is None else stderr.detach(),
-                utility_function=None if isinstance(utility, str) else utility)
+                utility_function=None if isinstance(utility, str) else utility,
+                layout=self.layout, traced=isinstance(self.split, GraphSplit))
 
     def game(self, images: Tensor, target: int | Sequence[int] | Tensor | None = None,
              utility: str | OutputUtility = "logit", batch_size: int = 1024, extra_inputs: tuple = ()) -> ChannelGame:

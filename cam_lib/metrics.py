@@ -412,7 +412,10 @@ class Scoring:
         return self.full
 
     def explainer_for(self) -> Explainer:
-        self.explainer = self.explainer or Explainer(self.model, self.described.layer)
+        """The explainer that explains again (coherency's rerun, channel correlation's game): the caller's, else
+        one that cuts the layer as the Explanation was cut, with its layout (a ViT's tokens) and torch.fx or hooks."""
+        made = self.described
+        self.explainer = self.explainer or Explainer(self.model, made.layer, made.traced, made.layout)
         return self.explainer
 
 

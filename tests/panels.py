@@ -60,11 +60,23 @@ def wait_for_redraw(page, prefix: str, before: list[str]) -> list[str]:
     return snapshot(page, prefix)
 
 
+def score_row(scores: str) -> dict[str, float]:
+    """A one-row score table's numbers by column, read off its text as a snapshot has it (``innerText``: cells
+    separated by tabs, rows by line breaks), so a test can check what a number means, not only that it moved."""
+    header, values = [line.split("\t") for line in scores.strip().splitlines()[:2]]
+    return {column.strip(): float(value) for column, value in zip(header, values, strict=True)}
+
+
 def move_slider(page, prefix: str, name: str) -> None:
     """Move a panel's slider one step right with the keyboard, as a reader would."""
     handle = page.locator(f".{prefix}-{name} .noUi-handle")
     handle.focus()
     handle.press("ArrowRight")
+
+
+def slider_readout(page, prefix: str, name: str) -> str:
+    """The value a panel's slider shows beside it."""
+    return page.locator(f".{prefix}-{name} .widget-readout").inner_text().strip()
 
 
 def pick_gradcam_then_next_scene(page, prefix: str, first: list[str]) -> tuple[list[str], list[str]]:
@@ -77,7 +89,7 @@ def pick_gradcam_then_next_scene(page, prefix: str, first: list[str]) -> tuple[l
     gradcam = wait_for_redraw(page, prefix, first)
     move_slider(page, prefix, "index")
     second_scene = wait_for_redraw(page, prefix, gradcam)
-    assert page.locator(f".{prefix}-index .widget-readout").inner_text().strip() == "1"
+    assert slider_readout(page, prefix, "index") == "1"
     return gradcam, second_scene
 
 

@@ -9,7 +9,7 @@ playwright is missing.
 """
 from __future__ import annotations
 
-from panels import REDRAW_TIMEOUT_MS, move_slider, open_panel, snapshot, wait_for_redraw
+from panels import REDRAW_TIMEOUT_MS, move_slider, open_panel, slider_readout, snapshot, wait_for_redraw
 
 
 def ask(page, question: str) -> None:
@@ -36,5 +36,5 @@ def test_vqa_panel_answers_typed_questions(voila, browser_page):
 
     move_slider(page, "vqa", "index")
     second_scene = wait_for_redraw(page, "vqa", refused)
-    assert second_scene[0] != typed[0] and page.locator(".vqa-index .widget-readout").inner_text().strip() == "1"
+    assert second_scene[0] != typed[0] and slider_readout(page, "vqa", "index") == "1"
     assert page.locator(".vqa-question input").input_value() != "what colour is the banana ?"

@@ -1,6 +1,7 @@
 """Transformer tokens and channels-last maps read as activation maps: the game is the same, its players the channels."""
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,7 +11,7 @@ from torch import nn
 from toy_models import CLASSES, images, seeded
 
 import cam_lib
-from cam_lib import layout, zoo
+from cam_lib import layout, metrics, zoo
 from cam_lib.state import evaluating
 
 
@@ -125,6 +126,19 @@ def test_channels_last_maps(trace):
     torch.testing.assert_close(exact.baseline, outputs(model, x, "block", torch.zeros_like)[rows, exact.target])
     with pytest.warns(UserWarning, match='reshape="channels-last"'):  # read as [B, K, h, w] without it
         cam_lib.explain(model, x, "block", "gradcam", trace=trace)
+
+
+@pytest.mark.parametrize("trace", [True, False])
+def test_metrics_explain_again_through_the_explanations_own_layout(trace):
+    """Coherency and channel correlation rebuild the explainer: without ``explainer=`` it must read the tokens
+    as the Explanation did (a bare cut refuses 3-d tokens), and give what the caller's own explainer gives."""
+    model, x = tiny_vit(), images(2)
+    layer = zoo.torchvision_layer(model)
+    explainer = cam_lib.Explainer(model, layer, trace, reshape="vit")
+    gradcam, names = explainer(x, "gradcam"), ["coherency", "channel_correlation"]
+    rebuilt = metrics.evaluate(model, x, gradcam, names, n_subsets=8)
+    given = metrics.evaluate(model, x, gradcam, names, n_subsets=8, explainer=explainer)
+    np.testing.assert_allclose(rebuilt.value, given.value, rtol=1e-5, atol=1e-5)
 
 
 def test_register_tokens_are_held_fixed_and_patches_keep_their_place():

@@ -1,4 +1,6 @@
 """Each metric against a direct re-implementation of its definition, on cases whose answer is known by hand."""
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
-from toy_models import GapNet, TwoInputNet, VggNet, images, seeded
+from toy_models import GapNet, TwoInputNet, Untraceable, VggNet, images, seeded
 
 import cam_lib
 from cam_lib import metrics
@@ -172,6 +174,17 @@ def test_explanation_metrics_on_the_linear_head():
     assert (gap > 1e-3).all()
     np.testing.assert_allclose(metrics.cosine_similarity(ablation.alpha, exact.alpha),
                                F.cosine_similarity(ablation.alpha, exact.alpha), rtol=1e-5)
+
+
+def test_coherency_explains_again_with_hooks_when_the_explanation_was_made_with_hooks():
+    """An Explanation made with ``trace=False`` is explained again with hooks, not traced anew (which would warn
+    that torch.fx fails on this model)."""
+    model, x = seeded(Untraceable), images(2)
+    lift = cam_lib.Explainer(model, "features", trace=False)(x, "lift")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = metrics.evaluate(model, x, lift, ["coherency", "channel_correlation"], n_subsets=8)
+    assert table.value.notna().all()
 
 
 def test_summary_intervals_contain_the_mean_and_adcc_is_added():
