@@ -628,6 +628,7 @@ def evaluate(model: nn.Module, images: Tensor, explanation: Explanation | Tensor
     if insertion_start not in INSERTION_STARTS:
         raise ValueError(f"insertion start must be one of {INSERTION_STARTS}, got {insertion_start!r}")
     _check_shared(shared, images, target, extra_inputs)
+    _check_explainer(explainer, described)
     scoring = Scoring(model, images, saliency, target, extra_inputs, described,
                       rerun, explainer, boxes, masks, reference_alpha, steps, insertion_start, road_percentages,
                       road_noise, n_subsets, subset_fraction, patch, pointing_tolerance, seed, batch_size, shared,
@@ -725,6 +726,20 @@ def _check_inputs(model: nn.Module, images: Tensor, explanation: Explanation | T
             target = model(images, *extra_inputs).argmax(1)
     target = torch.as_tensor(target, device=device).long().reshape(-1).expand(len(images))
     return images, extra_inputs, saliency, target
+
+
+def _check_explainer(explainer: Explainer | None, described: Explanation | None) -> None:
+    """An ``explainer=`` that explains again (coherency, channel correlation) must cut the layer, and read it with
+    the layout, that the Explanation was made with: another would score a different game. (Its model may be a copy
+    of the evaluated one, as the runner's faster inference copy is.)"""
+    if explainer is None or described is None:
+        return
+    if explainer.layer != described.layer:
+        raise ValueError(f"explainer= cuts layer {explainer.layer!r}, but the explanation was made at "
+                         f"{described.layer!r}: pass an Explainer of that layer, or leave explainer= out")
+    if explainer.layout != described.layout:
+        raise ValueError("explainer= reads the layer with another reshape= than the explanation was made with: "
+                         "make it with the same reshape=, or leave explainer= out")
 
 
 def _check_shared(shared: dict | None, images: Tensor, target: Tensor, extra_inputs: tuple) -> None:

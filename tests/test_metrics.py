@@ -411,3 +411,19 @@ def test_inference_copy_is_the_same_function_and_leaves_the_model_alone():
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())  # folded into the convolutions
     assert all(torch.equal(before[k], v) for k, v in loaded.model.state_dict().items())
     assert any(isinstance(m, nn.BatchNorm2d) for m in loaded.model.modules())
+
+
+def test_an_explainer_of_another_layer_or_layout_is_refused():
+    """Coherency explains again with ``explainer=``: one that cuts another layer, or reads it with another layout,
+    would score another game, so evaluate says so instead."""
+    model, x = seeded(GapNet), images(2)
+    explanation = cam_lib.explain(model, x, "features.4", "gradcam")
+    cases = {
+        "layer 'features.1'": cam_lib.Explainer(model, "features.1"),
+        "another reshape=": cam_lib.Explainer(model, "features.4", reshape="channels-last"),
+    }
+    for words, explainer in cases.items():
+        with pytest.raises(ValueError, match=words):
+            metrics.evaluate(model, x, explanation, ["coherency"], explainer=explainer)
+    same = cam_lib.Explainer(model, "features.4")
+    assert len(metrics.evaluate(model, x, explanation, ["coherency"], explainer=same)) == 2
