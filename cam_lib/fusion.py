@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from . import maps
 from .explain import Explainer, Explanation
+from .layout import Reshape
 
 __all__ = ["FUSIONS", "Fusion", "fuse", "explain_layers"]
 
@@ -63,13 +64,14 @@ def fuse(cams: Sequence[Tensor], fusion: str = "max", gamma: float | None = None
 def explain_layers(model: nn.Module, images: Tensor, layers: Sequence[str | nn.Module], method: str = "layercam",
                    fusion: str = "max", target: int | Sequence[int] | Tensor | None = None,
                    utility: str = "logit", gamma: float | Literal["auto"] | None = "auto", trace: bool = True,
-                   **options) -> Fusion:
+                   reshape: Reshape = None, **options) -> Fusion:
     """Explain ``images`` with ``method`` at each of ``layers`` and fuse the maps (``fuse``).
 
     The target is the first layer's (by default the predicted class) for every layer. ``gamma="auto"`` is
     LayerCAM's 2 for ``method="layercam"`` with ``fusion="max"``, as TorchCAM, and no tanh (None) otherwise;
-    RefineCAM's papers use ``method="gradcam++"`` with ``fusion="product"``. Other options go to each
-    explanation (``aug_smooth``, ``n_samples``, ...).
+    RefineCAM's papers use ``method="gradcam++"`` with ``fusion="product"``. ``trace`` and ``reshape`` (a
+    transformer's tokens) cut every layer as in ``Explainer``. Other options go to each explanation
+    (``aug_smooth``, ``n_samples``, ...).
     """
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; choose one of {FUSIONS}")
@@ -80,7 +82,7 @@ def explain_layers(model: nn.Module, images: Tensor, layers: Sequence[str | nn.M
         gamma = LAYERCAM_GAMMA if fusion == "max" and str(method).lower() == "layercam" else None
     explanations: dict[str, Explanation] = {}
     for layer in layers:
-        explanation = Explainer(model, layer, trace)(images, method, target, utility, **options)
+        explanation = Explainer(model, layer, trace, reshape)(images, method, target, utility, **options)
         target = explanation.target
         explanations[explanation.layer] = explanation
     if len(explanations) != len(layers):

@@ -182,11 +182,12 @@ class Benchmark:
 def load_benchmark(name: str, n_images: int, seed: int) -> Benchmark:
     """``n_images`` held-out scenes of the model's world, generated from ``seed``."""
     entry = zoo.load(name)
+    explainer = Explainer(entry.model, entry.layer, reshape=entry.reshape)
     scenes = zoo.scenes(name, n_images, seed)
     if isinstance(scenes, data.VQAScenes):
-        return Benchmark(name, Explainer(entry.model, entry.layer), scenes.images, (scenes.questions,),
+        return Benchmark(name, explainer, scenes.images, (scenes.questions,),
                          scenes.evidence_masks, torch.zeros(n_images, 0, 4, dtype=torch.long))
-    return Benchmark(name, Explainer(entry.model, entry.layer), scenes.images, (), scenes.masks, scenes.boxes)
+    return Benchmark(name, explainer, scenes.images, (), scenes.masks, scenes.boxes)
 
 
 def piece_path(out: Path, table: str, model: str, method: str, utility: str) -> Path:

@@ -8,7 +8,9 @@ random explains the features, not the decision.
 A *block* is a module that holds parameters of its own (a convolution, a linear layer, an embedding,
 an LSTM), together with the normalisation layer (batch, layer, group or instance norm) that runs right
 after it. Blocks are ordered by one forward pass, so a residual block's shortcut and body count in the
-order they run. A block is in the *head* when it runs after the explained layer.
+order they run; a module that holds parameters and has children (a ViT's class token, attention's input
+projection) counts where it starts, since it reads its own parameters first. A block is in the *head* when it
+runs after the explained layer.
 
 >>> table = cascade(model, images, "layer4", ["gradcam", "lift"])  # doctest: +SKIP
 >>> cam_lib.metrics.summarise(table)     # doctest: +SKIP
@@ -26,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .explain import Explainer
+from .layout import Reshape
 from .metrics import pearson, summarise
 from .runtime import model_device
 from .split import resolve_layer
@@ -38,11 +41,16 @@ COLUMNS = ("method", "step", "block", "part", "image", "metric", "value")
 
 @dataclass(frozen=True)
 class Block:
-    """Modules re-initialised together in one step of the cascade; ``name`` is the first one's."""
+    """Modules re-initialised together in one step of the cascade; ``name`` is the first one's.
+
+    ``recurse``: with their submodules (a name the caller gave, such as ``"layer4"``), or only the parameters
+    each module holds itself (the blocks ``parameter_blocks`` finds, one per parameter owner).
+    """
 
     name: str
     modules: tuple[str, ...]
     in_head: bool
+    recurse: bool = True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,7 +139,7 @@ def parameter_blocks(model: nn.Module, layer: str | nn.Module, images: Tensor,
             blocks[-1].append(name)
         else:
             blocks.append([name])
-    return [Block(names[0], tuple(names), _after(order, names[0])) for names in reversed(blocks)]
+    return [Block(names[0], tuple(names), _after(order, names[0]), recurse=False) for names in reversed(blocks)]
 
 
 def _owners(model: nn.Module) -> dict[str, nn.Module]:
@@ -141,17 +149,18 @@ def _owners(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def _call_order(model: nn.Module, layer: nn.Module, images: Tensor, extra_inputs: tuple) -> list[str | None]:
-    """Names of the parameter-owning modules as their forward passes end, first call only;
-    ``None`` marks where the explained layer's forward ends."""
+    """Names of the parameter-owning modules as their forward passes end (a module with children: as it
+    starts), first call only; ``None`` marks where the explained layer's forward ends."""
     order: list[str | None] = []
 
     def record(name: str | None):
-        def hook(module: nn.Module, inputs: tuple, output) -> None:
+        def hook(module: nn.Module, *arguments) -> None:
             if name not in order:
                 order.append(name)
         return hook
 
-    hooks = [module.register_forward_hook(record(name)) for name, module in _owners(model).items()]
+    hooks = [module.register_forward_pre_hook(record(name)) if _has_children(module)
+             else module.register_forward_hook(record(name)) for name, module in _owners(model).items()]
     hooks.append(layer.register_forward_hook(record(None)))  # after an owner hook on the same module
     if next(model.parameters(), None) is None:
         raise ValueError("the model has no parameters to randomise")
@@ -165,6 +174,10 @@ def _call_order(model: nn.Module, layer: nn.Module, images: Tensor, extra_inputs
     if None not in order:
         raise ValueError("the explained layer never ran in the model's forward pass")
     return order
+
+
+def _has_children(module: nn.Module) -> bool:
+    return next(module.children(), None) is not None
 
 
 def _after(order: list[str | None], name: str) -> bool:
@@ -197,8 +210,9 @@ def _resolve_blocks(model: nn.Module, layer: str | nn.Module, images: Tensor, ex
 
 
 def reinitialise(model: nn.Module, block: Block, seed: int) -> None:
-    """Re-initialise ``block`` of ``model`` in place with ``reset_parameters()``, seeded by ``seed``;
-    the global random state is left as it was."""
+    """Re-initialise ``block`` of ``model`` in place, seeded by ``seed``; the global random state is left as it
+    was. A module's ``reset_parameters()`` draws its parameters as at initialisation; the parameters of a module
+    without one (a ViT's class token) are redrawn from a normal with the trained values' mean and spread."""
     devices = sorted({p.device.index or 0 for p in model.parameters() if p.is_cuda})
     with torch.random.fork_rng(devices=devices):
         torch.random.default_generator.manual_seed(seed)
@@ -206,14 +220,23 @@ def reinitialise(model: nn.Module, block: Block, seed: int) -> None:
             with torch.cuda.device(index):
                 torch.cuda.manual_seed(seed)
         for name in block.modules:
-            for inner in model.get_submodule(name).modules():
-                if next(inner.parameters(recurse=False), None) is None:
-                    continue
+            top = model.get_submodule(name)
+            for inner in top.modules() if block.recurse else (top,):
+                own = list(inner.parameters(recurse=False))
                 reset = getattr(inner, "reset_parameters", None)
-                if not callable(reset):
-                    raise TypeError(f"{type(inner).__name__} in block {block.name!r} has no reset_parameters(); "
-                                    "pass blocks=... without it")
-                reset()  # batch norms also reset their running statistics
+                if callable(reset) and (block.recurse or not _has_children(inner)):
+                    reset()  # batch norms also reset their running statistics
+                elif own:  # no reset of its own parameters alone
+                    _redraw(own)
+
+
+@torch.no_grad()
+def _redraw(parameters: Sequence[nn.Parameter]) -> None:
+    """Random values with each parameter's mean and standard deviation (a constant stays that constant)."""
+    for parameter in parameters:
+        spread = parameter.std() if parameter.numel() > 1 else parameter.new_zeros(())
+        mean = parameter.mean()
+        parameter.normal_().mul_(spread).add_(mean)
 
 
 def randomise(model: nn.Module, blocks: Sequence[Block], seed: int = 0) -> nn.Module:
@@ -232,7 +255,8 @@ def randomise(model: nn.Module, blocks: Sequence[Block], seed: int = 0) -> nn.Mo
 def cascade(model: nn.Module, images: Tensor, layer: str | nn.Module, methods: Sequence[str], *,
             target: int | Sequence[int] | Tensor | None = None, utility: str = "logit",
             blocks: Sequence[str | Sequence[str] | Block] | None = None, seed: int = 0,
-            extra_inputs: tuple = (), options: Mapping[str, dict] | None = None) -> pd.DataFrame:
+            extra_inputs: tuple = (), options: Mapping[str, dict] | None = None, trace: bool = True,
+            reshape: Reshape = None) -> pd.DataFrame:
     """Cascading model-parameter randomisation (Adebayo et al. 2018): a tidy DataFrame with
     columns ``method, step, block, part, image, metric, value``.
 
@@ -241,11 +265,12 @@ def cascade(model: nn.Module, images: Tensor, layer: str | nn.Module, methods: S
     or the ``body``. ``metric``: ``spearman`` or ``ssim`` with the trained model's map (``compare``).
     Every step explains the trained model's class (``target``, default its prediction).
     ``blocks``: names or groups of names, top first (default ``parameter_blocks``); ``options``:
-    keyword arguments per method. ``model`` is never changed: the cascade works on a copy.
+    keyword arguments per method; ``trace`` and ``reshape`` (a transformer's tokens) cut the layer as in
+    ``Explainer``. ``model`` is never changed: the cascade works on a copy.
     """
     options = options or {}
     blocks = _resolve_blocks(model, layer, images, extra_inputs, blocks)
-    trained, reference = Explainer(model, layer), {}
+    trained, reference = Explainer(model, layer, trace, reshape), {}
     for method in methods:  # the trained maps, and the class every step explains
         explanation = trained(images, method, target, utility, extra_inputs=extra_inputs,
                               **options.get(method, {}))
@@ -255,7 +280,7 @@ def cascade(model: nn.Module, images: Tensor, layer: str | nn.Module, methods: S
         block = blocks[step - 1] if step else None
         if block is not None:
             reinitialise(randomised, block, seed + step - 1)
-        explainer = Explainer(randomised, layer)  # anew: a traced head may keep old weights' values
+        explainer = Explainer(randomised, layer, trace, reshape)  # anew: a traced head may keep old weights' values
         for method in methods:
             saliency = explainer(images, method, target, utility, extra_inputs=extra_inputs,
                                  **options.get(method, {})).saliency

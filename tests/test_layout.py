@@ -11,7 +11,7 @@ from torch import nn
 from toy_models import CLASSES, images, seeded
 
 import cam_lib
-from cam_lib import layout, metrics, zoo
+from cam_lib import fusion, layout, metrics, sanity, zoo
 from cam_lib.state import evaluating
 
 
@@ -198,3 +198,28 @@ def test_torchvision_transformers(name, layer, reshape, grid):
     with evaluating(model):
         direct = outputs(model, x, layer)[0, lift.target]
     torch.testing.assert_close(lift.score, direct, rtol=1e-4, atol=1e-4)
+
+
+def test_sanity_cascade_and_layer_fusion_read_tokens_through_the_layout():
+    """A ViT can be sanity-checked and its layers fused: both cut every layer with ``reshape="vit"``. The cascade's
+    blocks place the class token in the body, redraw it although it has no reset_parameters(), and step 0 is the
+    model's own map; a fused layer's own explanation is the plain one."""
+    model, x = tiny_vit(), images(2)
+    layer = zoo.torchvision_layer(model)
+    table = sanity.cascade(model, x, layer, ["gradcam"], reshape="vit")
+    trained = table[(table.step == 0) & (table.metric == "spearman")]
+    np.testing.assert_allclose(trained.value, 1.0, atol=1e-6)
+    blocks = {block.name: block.in_head for block in sanity.parameter_blocks(model, layer, x)}
+    assert blocks["heads.head"] and not blocks[""]  # the class token is read before the layer: the body
+    assert table.step.max() == len(blocks) and set(table.part) == {"none", "head", "body"}
+    with torch.no_grad():
+        model.class_token.normal_()  # as trained: torchvision starts it at 0
+    token = model.class_token.clone()
+    redrawn = sanity.randomise(model, sanity.parameter_blocks(model, layer, x)).class_token
+    assert torch.equal(model.class_token, token) and not torch.allclose(redrawn, token)
+    assert abs(redrawn.std() - token.std()) < 0.5 * token.std()  # the same scale
+    later = "encoder.layers.encoder_layer_0.ln_2"  # the same block, after attention
+    fused = fusion.explain_layers(model, x, [layer, later], "gradcam", reshape="vit")
+    one = cam_lib.explain(model, x, layer, "gradcam", reshape="vit")
+    torch.testing.assert_close(fused.explanations[layer].cam, one.cam)
+    assert fused.saliency.shape == (2, 16, 16)
