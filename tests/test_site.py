@@ -150,6 +150,20 @@ def test_no_error_or_stderr_output(page: Page) -> None:
     assert not shown, f"{page_id(page.path)} shows {shown}"
 
 
+def test_every_exercise_has_a_folded_solution(page: Page) -> None:
+    """A course hands the exercises out with the solutions folded (sphinx-togglebutton opens them on a click);
+    a code solution sits inside its dropdown too."""
+    text = page.path.read_text(encoding="utf-8")
+    exercises = len(re.findall(r'<div class="exercise admonition"', text))
+    folded = len(re.findall(r'<div class="solution dropdown admonition"', text))
+    shown = len(re.findall(r'<div class="solution admonition"', text))
+    assert (folded, shown) == (exercises, 0), f"{page_id(page.path)}: {exercises} exercises, {folded} folded " \
+        f"and {shown} open solutions"
+    if exercises:
+        assert any(urlsplit(url).path.endswith("_static/togglebutton.js") for url in page.loads), (
+            f"{page_id(page.path)} has solutions but does not load togglebutton.js, which folds them")
+
+
 def test_no_failed_notebook_reports() -> None:
     reports = sorted(p.relative_to(SITE).as_posix() for p in (SITE / "reports").rglob("*.log")) \
         if (SITE / "reports").is_dir() else []
