@@ -1,7 +1,7 @@
 """How good is a saliency map? Faithfulness and localisation metrics in one registry, one entry point ``evaluate``.
 
 Masking is done on the normalised input (0 = the dataset's mean colour) and scores are softmax
-probabilities of the explained class ``c``: ``Y = p_c(x)``, ``O = p_c(x * S)``, ``D = p_c(x * (1 - S))``.
+probabilities of the explained class ``c``: ``Y = p_c(x)``, ``O = p_c(x * s)``, ``D = p_c(x * (1 - s))``.
 With a callable utility (``explain(..., utility=u)``) the scores are ``u(f(x'))`` instead, and the metrics
 that need class probabilities (ROAD, whose combined score and ARCC assume ``p_c`` in [0, 1]) refuse it.
 Per-image values are in the papers' units: percent for IC, AD, ADD, the pointing games, Coherency and
@@ -142,7 +142,7 @@ def area_under_curve(curve: Tensor) -> Tensor:
 
 
 def energy_pointing_game(saliency: Tensor, region: Tensor) -> Tensor:
-    """``100 * sum_region S / sum S`` per image; a map with no energy (constant, so all zeros) counts as
+    """``100 * sum_region s / sum s`` per image; a map with no energy (constant, so all zeros) counts as
     uniform and scores the region's share of the image, ``100 * |region| / (H W)``."""
     region = region.to(saliency)
     inside, total = (saliency * region).sum((-2, -1)), saliency.sum((-2, -1))
@@ -168,7 +168,7 @@ def boxes_to_masks(boxes: Sequence[Tensor] | Tensor, size: tuple[int, ...]) -> T
 
 
 def complexity(saliency: Tensor) -> Tensor:
-    """Complexity per image: ``100 * mean |S|`` (lower is simpler)."""
+    """Complexity per image: ``100 * mean s`` (lower is simpler)."""
     return 100 * saliency.abs().mean((-2, -1))
 
 
@@ -181,7 +181,7 @@ def pearson(first: Tensor, second: Tensor) -> Tensor:
 
 
 def coherency(saliency: Tensor, rerun: Tensor) -> Tensor:
-    """Coherency per image: ``100 * (Pearson(S(x), S'(x * S)) + 1) / 2``, with ``S'`` the method rerun on the
+    """Coherency per image: ``100 * (Pearson(s(x), s'(x * s)) + 1) / 2``, with ``s'`` the method rerun on the
     masked image; 50 where either map is constant."""
     return 100 * (pearson(saliency, rerun) + 1) / 2
 
@@ -206,7 +206,7 @@ def cosine_similarity(alpha: Tensor, reference: Tensor) -> Tensor:
 
 
 def argmax_pointing_game(saliency: Tensor, region: Tensor, tolerance: int = 0) -> Tensor:
-    """The standard pointing game (Zhang et al. 2018): ``100 * 1[argmax S in region]`` per image.
+    """The standard pointing game (Zhang et al. 2018): ``100 * 1[argmax s in region]`` per image.
 
     The region is first grown by ``tolerance`` pixels (Zhang et al. use 15 at 224 x 224). Where several
     pixels share the maximum, the hit is the fraction of them inside the region, the expected hit of a
@@ -368,7 +368,7 @@ class Scoring:
 
     @cached_property
     def probabilities(self) -> Tensor:
-        """``[3, B]``: ``Y = p_c(x)``, ``O = p_c(x * S)``, ``D = p_c(x * (1 - S))``."""
+        """``[3, B]``: ``Y = p_c(x)``, ``O = p_c(x * s)``, ``D = p_c(x * (1 - s))``."""
         full = self.full
         masked = torch.cat([self.images * self.saliency[:, None], self.images * (1 - self.saliency[:, None])])
         kept_removed = class_probability(self.model, masked, self.target, self.extra_inputs, self.rows.repeat(2),
@@ -458,19 +458,19 @@ def register_combination(name: str, higher_is_better: bool, unit: str, combines:
 
 @register_metric("ic", True, "%")
 def _ic(s: Scoring) -> Tensor:
-    """Increase in Confidence (Chattopadhay et al. 2018): share of images where keeping ``x * S`` raises p_c."""
+    """Increase in Confidence (Chattopadhay et al. 2018): share of images where keeping ``x * s`` raises p_c."""
     return increase_in_confidence(s.probabilities[0], s.probabilities[1])
 
 
 @register_metric("ad", False, "%")
 def _ad(s: Scoring) -> Tensor:
-    """Average Drop: ``max(0, Y - O) / Y`` when only ``x * S`` is kept."""
+    """Average Drop: ``max(0, Y - O) / Y`` when only ``x * s`` is kept."""
     return average_drop(s.positive_full, s.probabilities[1])
 
 
 @register_metric("add", True, "%")
 def _add(s: Scoring) -> Tensor:
-    """Average Drop in Deletion (LIFT-CAM): ``(Y - D) / Y`` when ``x * S`` is removed."""
+    """Average Drop in Deletion (LIFT-CAM): ``(Y - D) / Y`` when ``x * s`` is removed."""
     return drop_in_deletion(s.positive_full, s.probabilities[2])
 
 
@@ -536,13 +536,13 @@ def _pointing_game_mask(s: Scoring) -> Tensor:
 
 @register_metric("complexity", False, "%")
 def _complexity(s: Scoring) -> Tensor:
-    """Complexity (Poppi et al. 2021): ``mean |S|``; lower is simpler."""
+    """Complexity (Poppi et al. 2021): ``mean s``; lower is simpler."""
     return complexity(s.saliency)
 
 
 @register_metric("coherency", True, "%", needs=("rerun",))
 def _coherency(s: Scoring) -> Tensor:
-    """Coherency (Poppi et al. 2021): the map should survive rerunning the method on ``x * S``."""
+    """Coherency (Poppi et al. 2021): the map should survive rerunning the method on ``x * s``."""
     masked = s.images * s.saliency[:, None]
     assert s.rerun is not None  # evaluate sets it, or refuses coherency without it (_check_metrics)
     return coherency(s.saliency, s.rerun(masked))
@@ -605,7 +605,7 @@ def evaluate(model: nn.Module, images: Tensor, explanation: Explanation | Tensor
     explained class, default the predicted one). Inputs some metrics need: ``boxes`` / ``masks`` (pointing
     games), ``reference_alpha`` ``[B, K]`` (``cosine``), an ``Explanation`` (``local_accuracy_gap``,
     ``cosine``, ``channel_correlation``), and for ``coherency`` either an ``Explanation`` (the method is
-    rerun on ``x * S``: pass ``explainer`` to reuse one and ``method_options`` such as ``n_permutations``)
+    rerun on ``x * s``: pass ``explainer`` to reuse one and ``method_options`` such as ``n_permutations``)
     or ``rerun``, a function from masked images to their saliency maps. Settings: ``steps`` and
     ``insertion_start`` ("zeros" as LIFT-CAM, "blur" as RISE) for insertion/deletion; ``road_percentages``
     and ``road_noise`` for ROAD; ``n_subsets``, ``subset_fraction`` and ``patch`` (pixels) for the
