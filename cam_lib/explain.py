@@ -44,6 +44,13 @@ class Explanation:
         """``|sum_k alpha_k - (v(N) - v(empty))|``: zero for Shapley values and LIFT-CAM."""
         return (self.alpha.sum(1) - (self.score - self.baseline)).abs()
 
+    def replay(self, target: Tensor | None = None) -> tuple[Tensor | None, str | OutputUtility]:
+        """``(target, utility)`` that explain other images (a masked or augmented copy) as this explanation
+        did: its own target (or ``target``) and utility; a callable utility picks its own output, so no target."""
+        if self.utility_function is not None:
+            return None, self.utility_function
+        return (self.target if target is None else target), self.utility
+
 
 TRACE_TOLERANCE = 1e-4  # the traced head must match the model to this fraction of the outputs' magnitude
 

@@ -561,8 +561,7 @@ def _faithfulness_correlation(s: Scoring) -> Tensor:
 def _channel_correlation(s: Scoring) -> Tensor:
     """Faithfulness correlation on random coalitions of channels, the game's own players."""
     explanation = s.described
-    target, utility = _replay(explanation, explanation.target)
-    game = s.explainer_for().game(s.images, target, utility, extra_inputs=s.extra_inputs)
+    game = s.explainer_for().game(s.images, *explanation.replay(), extra_inputs=s.extra_inputs)
     with evaluating(s.model):
         return channel_correlation(game, explanation.alpha, s.n_subsets, s.subset_fraction, s.seed)
 
@@ -635,7 +634,7 @@ def evaluate(model: nn.Module, images: Tensor, explanation: Explanation | Tensor
                       scorer)
     if scoring.rerun is None and described is not None:
         scoring.rerun = lambda masked: scoring.explainer_for()(
-            masked, described.method, *_replay(described, target),
+            masked, described.method, *described.replay(target),
             extra_inputs=extra_inputs, **(method_options or {})).saliency
     values = {}
     for name in metrics:
@@ -646,14 +645,6 @@ def evaluate(model: nn.Module, images: Tensor, explanation: Explanation | Tensor
         if timings is not None:
             timings[name] = timings.get(name, 0.0) + time.perf_counter() - began
     return _tidy(values)
-
-
-def _replay(explanation: Explanation, target: Tensor) -> tuple[Tensor | None, str | OutputUtility]:
-    """``(target, utility)`` that explain again as ``explanation`` did: a callable utility picks its own
-    output and takes no target."""
-    if explanation.utility_function is not None:
-        return None, explanation.utility_function
-    return target, explanation.utility
 
 
 def _tidy(values: dict[str, Tensor]) -> pd.DataFrame:

@@ -58,8 +58,9 @@ def augmented(explainer: Callable, images: Tensor, method: str, target: int | Se
 
     ``explainer`` is a ``cam_lib.Explainer`` (it imports this module); the result is its ``Explanation``.
 
-    Every augmented image is explained for the original image's target. ``cam`` is the mean of the six maps
-    at the layer's resolution; ``saliency`` the mean of the six normalised maps (as grad-cam), normalised again.
+    Every augmented image is explained as the original was (its target, or the callable utility). ``cam`` is
+    the mean of the six maps at the layer's resolution; ``saliency`` the mean of the six normalised maps (as
+    grad-cam), normalised again.
     ``alpha``, ``activations``, ``score`` and ``baseline`` stay those of the original image's game: the six
     games have different players, and no one ``alpha`` draws the averaged map. Costs six explanations.
     """
@@ -67,7 +68,7 @@ def augmented(explainer: Callable, images: Tensor, method: str, target: int | Se
     cams, saliencies = [first.cam], [first.saliency]
     for flip, factor in AUGMENTATIONS[1:]:
         view = images * factor
-        explanation = explainer(view.flip(-1) if flip else view, method, first.target, utility, **options)
+        explanation = explainer(view.flip(-1) if flip else view, method, *first.replay(), **options)
         cams.append(explanation.cam.flip(-1) if flip else explanation.cam)
         saliencies.append(explanation.saliency.flip(-1) if flip else explanation.saliency)
     return dataclasses.replace(first, cam=torch.stack(cams).mean(0),

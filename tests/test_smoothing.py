@@ -75,3 +75,12 @@ def test_smoothing_flags_must_be_booleans():
         cam_lib.explain(seeded(VggNet), images(1), "features", "gradcam", aug_smooth="yes")
     with pytest.raises(TypeError, match="eigen_smooth"):
         cam_lib.explain(seeded(VggNet), images(1), "features", "gradcam", eigen_smooth=1)
+
+
+def test_aug_smooth_explains_every_copy_with_a_callable_utility():
+    """A callable utility picks its own output and takes no target: the augmented copies are explained with it,
+    as the original was, and give the map the logit of the same class gives."""
+    model, x = seeded(GapNet), images(2)
+    by_callable = cam_lib.explain(model, x, "features.4", "gradcam", utility=lambda y: y[:, 1], aug_smooth=True)
+    by_name = cam_lib.explain(model, x, "features.4", "gradcam", target=1, aug_smooth=True)
+    torch.testing.assert_close(by_callable.saliency, by_name.saliency)
