@@ -68,13 +68,7 @@ class ChannelGame:
     @cached_property
     def gradient(self) -> Tensor:
         """``g = du/dA``, one backward pass through the head."""
-        activations = self.activations.clone().requires_grad_()
-        with torch.enable_grad():
-            value = self.value(activations)
-            if not value.requires_grad:  # u reads only outputs the layer does not reach: a null game
-                return torch.zeros_like(activations)
-            grad, = torch.autograd.grad(value.sum(), activations)
-        return grad
+        return self._gradient_at(self.cut)
 
     def gradient_of(self, images: Tensor) -> Tensor:
         """``du/dA`` at the layer for other images of the batch (a noisy copy ``x + delta``), same targets.
@@ -82,10 +76,17 @@ class ChannelGame:
         One forward and one backward of the network: the copy is a different game, with its own players.
         """
         assert self.cut.recut is not None  # both splits and every layout give their cuts one
-        cut = self.cut.recut(images)
+        return self._gradient_at(self.cut.recut(images))
+
+    def _gradient_at(self, cut: Cut) -> Tensor:
+        """``du/dA`` at a cut's activations, through its head; 0 in a null game (``u`` reads only outputs the
+        layer does not reach)."""
         activations = cut.activations.detach().clone().requires_grad_()
         with torch.enable_grad():
-            grad, = torch.autograd.grad(self.payoff(cut.head(activations, None)).sum(), activations)
+            value = self.payoff(cut.head(activations, None))
+            if not value.requires_grad:
+                return torch.zeros_like(activations)
+            grad, = torch.autograd.grad(value.sum(), activations)
         return grad
 
     def gradient_and_hvp(self) -> tuple[Tensor, Tensor]:
