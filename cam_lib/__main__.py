@@ -18,7 +18,6 @@ import matplotlib.pyplot as plt
 import torch
 
 from . import METHODS, UTILITIES, data, viz, zoo
-from .explain import Explainer
 from .runtime import model_device
 
 
@@ -37,7 +36,7 @@ def explain_command(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     loaded = zoo.load(args.model)
     images, extra, mask = _input(args, loaded)
-    explanation = Explainer(loaded.model, args.layer or loaded.layer, reshape=loaded.reshape)(
+    explanation = loaded.explainer(args.layer)(
         images, args.method, target=args.target, utility=args.utility, extra_inputs=extra)
     label = loaded.classes[int(explanation.target)] if loaded.classes else str(int(explanation.target))
     figure, ax = plt.subplots(figsize=(4, 4))

@@ -182,7 +182,7 @@ class Benchmark:
 def load_benchmark(name: str, n_images: int, seed: int) -> Benchmark:
     """``n_images`` held-out scenes of the model's world, generated from ``seed``."""
     entry = zoo.load(name)
-    explainer = Explainer(entry.model, entry.layer, reshape=entry.reshape)
+    explainer = entry.explainer()
     scenes = zoo.scenes(name, n_images, seed)
     if isinstance(scenes, data.VQAScenes):
         return Benchmark(name, explainer, scenes.images, (scenes.questions,),
@@ -509,7 +509,7 @@ def has_linear_head(model: str) -> bool:
     """Is the model's head global average pooling + one linear layer (CAM's setting)? Asks method 'cam'."""
     entry = zoo.load(model)
     try:
-        Explainer(entry.model, entry.layer)(zoo.scenes(model, 1, 0).images, "cam")
+        entry.explainer()(zoo.scenes(model, 1, 0).images, "cam")
     except ValueError:
         return False
     return True

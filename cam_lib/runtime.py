@@ -55,6 +55,6 @@ def inference_copy(model: torch.nn.Module) -> torch.nn.Module:
     frozen = copy.deepcopy(model).eval()
     try:
         frozen = fx_optimization.fuse(frozen)
-    except Exception:
+    except Exception:  # any tracing failure: the unfused copy computes the same function
         pass
     return _ChannelsLast(frozen.to(memory_format=torch.channels_last)).eval().requires_grad_(False)

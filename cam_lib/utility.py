@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils._pytree import tree_leaves
 
+from .numerics import safe_divide
+
 Utility = Callable[[Tensor, Tensor], Tensor]  # a named utility: (logits, target) -> [B]
 OutputUtility = Callable[..., Tensor]         # a user's: outputs -> [B], or (outputs, rows) -> [B]
 
@@ -216,7 +218,7 @@ def finer(logits: Tensor, target: Tensor | int | None = None, k: int = 3, gamma:
         chosen, others = target[rows], references[rows]
         contrast = y.gather(1, chosen[:, None]) - gamma * y.gather(1, others)
         weights = y.softmax(1).gather(1, others) if weighting == "probability" else torch.ones_like(contrast)
-        return (weights * contrast).sum(1) / weights.sum(1).clamp(min=torch.finfo(y.dtype).tiny)
+        return safe_divide((weights * contrast).sum(1), weights.sum(1))
     return _named(finer_utility, f"finer(k={k}, gamma={gamma:g})")
 
 

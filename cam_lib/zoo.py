@@ -197,6 +197,10 @@ class Loaded:
     info: dict = field(default_factory=dict)
     reshape: str | None = None  # how the layer's output reads as maps (``explain(..., reshape=...)``)
 
+    def explainer(self, layer: str | None = None) -> Explainer:
+        """A new ``Explainer`` of this model at ``layer`` (default its own), reading it with its ``reshape``."""
+        return Explainer(self.model, layer or self.layer, reshape=self.reshape)
+
 
 def load(name: str, device: torch.device | None = None) -> Loaded:
     """A zoo model with its committed weights, or ``"torchvision:NAME"`` from the torch hub cache."""
@@ -233,7 +237,7 @@ def _loaded(name: str, device: torch.device) -> Loaded:
 
 @cache
 def _explainer(name: str, layer: str, device: torch.device) -> Explainer:
-    return Explainer(_loaded(name, device).model, layer, reshape=_loaded(name, device).reshape)
+    return _loaded(name, device).explainer(layer)
 
 
 def _load_torchvision(name: str, device: torch.device) -> Loaded:
