@@ -31,8 +31,7 @@ from .explain import Explainer
 from .layout import Reshape
 from .metrics import pearson, summarise
 from .runtime import model_device
-from .split import resolve_layer
-from .state import evaluating
+from .split import forward_events, resolve_layer
 
 NORMALISATIONS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 SURVIVAL_THRESHOLD = 0.5
@@ -151,26 +150,12 @@ def _owners(model: nn.Module) -> dict[str, nn.Module]:
 def _call_order(model: nn.Module, layer: nn.Module, images: Tensor, extra_inputs: tuple) -> list[str | None]:
     """Names of the parameter-owning modules as their forward passes end (a module with children: as it
     starts), first call only; ``None`` marks where the explained layer's forward ends."""
-    order: list[str | None] = []
-
-    def record(name: str | None):
-        def hook(module: nn.Module, *arguments) -> None:
-            if name not in order:
-                order.append(name)
-        return hook
-
-    hooks = [module.register_forward_pre_hook(record(name)) if _has_children(module)
-             else module.register_forward_hook(record(name)) for name, module in _owners(model).items()]
-    hooks.append(layer.register_forward_hook(record(None)))  # after an owner hook on the same module
     if next(model.parameters(), None) is None:
         raise ValueError("the model has no parameters to randomise")
     device = model_device(model)
-    try:
-        with evaluating(model), torch.no_grad():
-            model(images[:1].to(device), *(extra[:1].to(device) for extra in extra_inputs))
-    finally:
-        for hook in hooks:
-            hook.remove()
+    events = forward_events(model, layer, images[:1].to(device), tuple(extra[:1].to(device) for extra in extra_inputs),
+                            _owners(model), _has_children)
+    order = list(dict.fromkeys(events))
     if None not in order:
         raise ValueError("the explained layer never ran in the model's forward pass")
     return order

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -194,24 +194,10 @@ class HookSplit:
 
     def _modules_after(self, images: Tensor, extra_inputs: tuple) -> list[tuple[str, nn.Module]]:
         """The modules whose forward starts after the layer's has ended: the head, as far as hooks can see it."""
-        after: list[tuple[str, nn.Module]] = []
-        layer_done: list[bool] = []
-
-        def record(name: str) -> Callable:
-            def hook(module: nn.Module, inputs: tuple) -> None:
-                if layer_done:
-                    after.append((name, module))
-            return hook
-
-        hooks = [module.register_forward_pre_hook(record(name)) for name, module in self.model.named_modules()]
-        hooks.append(self.module.register_forward_hook(lambda module, inputs, output: layer_done.append(True)))
-        try:
-            with torch.no_grad():
-                self.model(images, *extra_inputs)
-        finally:
-            for hook in hooks:
-                hook.remove()
-        return after
+        modules = dict(self.model.named_modules())
+        events = forward_events(self.model, self.module, images, extra_inputs, modules, lambda module: True)
+        done = events.index(None) if None in events else len(events)
+        return [(name, modules[name]) for name in dict.fromkeys(events[done + 1:]) if name is not None]
 
     def _head(self, images: Tensor, network: Head, activations: Tensor, rows: Tensor | None) -> Tensor:
         calls = []
@@ -229,6 +215,29 @@ class HookSplit:
             raise ValueError(f"layer {self.name!r} is called {len(calls)} times in forward; "
                              "CAM needs a layer that runs once")
         return logits
+
+
+def forward_events(model: nn.Module, layer: nn.Module, images: Tensor, extra_inputs: tuple,
+                   modules: Mapping[str, nn.Module], at_start: Callable[[nn.Module], bool]) -> list[str | None]:
+    """What happens in one forward pass, in order: the name of each of ``modules`` every time its forward starts
+    (where ``at_start(module)``) or ends (elsewhere), and ``None`` every time ``layer``'s forward ends. Which
+    modules run after the layer is what the hook path's head and the sanity cascade's blocks are made of.
+    The pass runs in eval mode, without gradients."""
+    events: list[str | None] = []
+
+    def record(name: str | None) -> Callable[..., None]:
+        return lambda module, *arguments: events.append(name)
+
+    hooks = [module.register_forward_pre_hook(record(name)) if at_start(module)
+             else module.register_forward_hook(record(name)) for name, module in modules.items()]
+    hooks.append(layer.register_forward_hook(record(None)))  # after the hook of the same module, if it is one
+    try:
+        with evaluating(model), torch.no_grad():
+            model(images, *extra_inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return events
 
 
 def _network(model: nn.Module, extra_inputs: tuple) -> Head:
