@@ -2,12 +2,16 @@
 every chapter shaped as course material (goals, summary, exercises with folded solutions)."""
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-BOOK = Path(__file__).resolve().parents[1] / "book"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from book_pdf import toc_pages  # noqa: E402  (the book's reading order, as the PDF prints it)
+
+BOOK = ROOT / "book"
 WIDTH = 88
 KINDS = ("By hand", "With code", "Reading a figure", "Reading a table", "With the app")  # how an exercise opens
 
@@ -23,8 +27,7 @@ def test_code_cells_fit_the_page(chapter: Path) -> None:
 def _chapters() -> list[Path]:
     """The notebooks of the table of contents' parts: every page a course reads, not the root intro or the
     Markdown reference pages (notation, API, references)."""
-    toc = yaml.safe_load((BOOK.parent / "_toc.yml").read_text())
-    files = [BOOK.parent / f"{entry['file']}.ipynb" for part in toc["parts"] for entry in part["chapters"]]
+    files = [ROOT / f"{page}.ipynb" for page in toc_pages(ROOT / "_toc.yml")[1:]]
     return [path for path in files if path.exists()]
 
 
