@@ -13,6 +13,7 @@ from . import maps, smoothing
 from .game import ChannelGame
 from .layout import Layout, Reshape, get_layout, reshaped, suggestion
 from .methods import METHODS
+from .numerics import safe_divide
 from .runtime import model_device
 from .split import GraphSplit, HookSplit, resolve_layer, spatial_layers, split_model, warn_hooks
 from .state import evaluating
@@ -43,6 +44,13 @@ class Explanation:
     def local_accuracy_gap(self) -> Tensor:
         """``|sum_k alpha_k - (v(N) - v(empty))|``: zero for Shapley values and LIFT-CAM."""
         return (self.alpha.sum(1) - (self.score - self.baseline)).abs()
+
+    @property
+    def relative_local_accuracy_gap(self) -> Tensor:
+        """The gap as a share of what is explained, ``gap / |v(N) - v(empty)|``, so that it compares across
+        images, models and utilities (0 where both are 0, ``inf`` where only the change is)."""
+        gap, change = self.local_accuracy_gap, (self.score - self.baseline).abs()
+        return safe_divide(gap, change, torch.where(gap > 0, torch.inf, 0.0))
 
     def replay(self, target: Tensor | None = None) -> tuple[Tensor | None, str | OutputUtility]:
         """``(target, utility)`` that explain other images (a masked or augmented copy) as this explanation

@@ -161,7 +161,7 @@ def test_a_callable_utility_explains_a_model_that_returns_a_structure(trace):
                                trace=trace)
     named = cam_lib.explain(seeded(GapNet), x, "features", "exact", target=1)
     torch.testing.assert_close(mine.alpha, named.alpha, rtol=1e-4, atol=1e-5)
-    assert (norm.local_accuracy_gap / (norm.score - norm.baseline).abs()).max() < 1e-4
+    assert norm.relative_local_accuracy_gap.max() < 1e-4
     with pytest.raises(ValueError, match="need logits"):
         cam_lib.explain(model, x, "features", "lift", trace=trace)
 
@@ -174,3 +174,16 @@ def test_model_comes_back_unchanged_after_a_callable_fails():
             cam_lib.explain(model, images(), "features", "shapleycam", utility=lambda y: y[:, :2], trace=trace)
     after = state(model)
     assert before[:3] == after[:3] and all(torch.equal(before[3][k], after[3][k]) for k in before[3])
+
+
+def test_relative_local_accuracy_gap_is_the_gap_over_the_explained_change():
+    """``gap / |v(N) - v(empty)|``: near 0 for LIFT-CAM, large for Grad-CAM's slopes; 0 when nothing is explained
+    and nothing is missing, inf when only something is missing."""
+    model, x = seeded(VggNet), images(3)
+    lift, gradcam = (cam_lib.explain(model, x, "features.4", m) for m in ("lift", "gradcam"))
+    torch.testing.assert_close(gradcam.relative_local_accuracy_gap,
+                               gradcam.local_accuracy_gap / (gradcam.score - gradcam.baseline).abs())
+    assert lift.relative_local_accuracy_gap.max() < 1e-4 < gradcam.relative_local_accuracy_gap.min()
+    flat = cam_lib.Explanation(**{**vars(lift), "alpha": torch.tensor([[0.0], [1.0], [0.0]]),
+                                  "score": torch.tensor([2.0, 2.0, 5.0]), "baseline": torch.tensor([2.0, 2.0, 1.0])})
+    assert flat.relative_local_accuracy_gap.tolist() == [0.0, float("inf"), 1.0]

@@ -60,7 +60,7 @@ def region() -> torch.Tensor:
 def relative_gap(explanation) -> float:
     change = (explanation.score - explanation.baseline).abs()
     assert (change > 1e-3).all(), "a degenerate game (v(N) = v(empty)) would make local accuracy trivial"
-    return (explanation.local_accuracy_gap / change).max().item()
+    return explanation.relative_local_accuracy_gap.max().item()
 
 
 @pytest.mark.parametrize("trace", [True, False])
